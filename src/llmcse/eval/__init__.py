@@ -1,0 +1,1 @@
+"""Evaluation: STS, transfer probes, BEIR retrieval, embedding geometry, and the results file."""

@@ -1,0 +1,213 @@
+"""Run a set of tasks on one model and write ``results.json`` (+ ``results.md``).
+
+The results file follows mteb's habits: mteb metric names, ``main_score`` per task (x100 for
+Spearman / accuracy / nDCG@10), the split in every entry, and everything needed to
+reproduce the number: library versions, data file hashes, device, dtype, seed, timings and
+a hash of the resolved configuration.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from llmcse.data.paths import resolve_data_dir
+from llmcse.data.tasks import GROUPS, TaskCatalog, TaskSpec
+from llmcse.errors import LlmcseError
+from llmcse.utils.io import atomic_write_json, atomic_write_text, config_hash, file_md5
+
+logger = logging.getLogger(__name__)
+
+LEXICAL_MODELS = ("bm25",)
+
+
+@dataclass
+class EvalConfig:
+    """Everything that decides the numbers of one ``llmcse eval`` run."""
+
+    model: str
+    tasks: str = "sts"
+    data_dir: str | None = None
+    pooling: str | None = None  # only for raw transformer checkpoints
+    device: str | None = None  # None = auto (cuda > mps > cpu)
+    dtype: str | None = None  # None = float32 (exact); "bfloat16" is 2-3x faster on AMX CPUs
+    batch_size: int = 64
+    max_seq_length: int | None = None
+    seed: int = 1111  # transfer-task fold shuffling
+    show_progress_bar: bool | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def result_key(spec: TaskSpec, split: str) -> str:
+    """``stsb`` for a task's default split, ``stsb:dev`` for another one."""
+    return spec.name if split == spec.default_split else f"{spec.name}:{split}"
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version()}
+    for package in ("llmcse", "torch", "transformers", "sentence-transformers", "scikit-learn", "bm25s"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def task_data_files(spec: TaskSpec, split: str, data_dir: Path) -> dict[str, str]:
+    """md5 of every file a task reads, keyed by path relative to the data dir."""
+    if spec.kind == "retrieval":
+        paths = [spec.root / "corpus.jsonl", spec.root / "queries.jsonl", spec.file_for(split)]
+    elif spec.kind == "transfer":
+        paths = list(spec.files.values())
+    else:
+        paths = [spec.file_for(split)]
+    out = {}
+    for p in paths:
+        try:
+            key = str(p.relative_to(data_dir))
+        except ValueError:
+            key = str(p)
+        out[key] = file_md5(p)
+    return out
+
+
+def compute_averages(tasks: dict[str, dict]) -> dict[str, float]:
+    """Average main score of each complete task group (the numbers papers report)."""
+    averages = {}
+    for group, members in GROUPS.items():
+        if all(m in tasks for m in members):
+            averages[group] = float(np.mean([tasks[m]["main_score"] for m in members]))
+    return averages
+
+
+def _evaluate_one(spec: TaskSpec, split: str, encoder, searcher_cache: dict, cfg: EvalConfig) -> dict:
+    if spec.kind == "sts":
+        from llmcse.eval.sts import evaluate_sts
+
+        return evaluate_sts(encoder, spec, split)
+    if spec.kind == "geometry":
+        from llmcse.eval.geometry import evaluate_geometry
+
+        return evaluate_geometry(encoder, spec, split)
+    if spec.kind == "transfer":
+        from llmcse.eval.transfer import evaluate_transfer
+
+        return evaluate_transfer(encoder, spec, split, seed=cfg.seed)
+    if spec.kind == "retrieval":
+        from llmcse.eval.retrieval import evaluate_retrieval
+
+        if "searcher" not in searcher_cache:
+            if cfg.model.lower() == "bm25":
+                from llmcse.retrieval.bm25 import BM25Searcher
+
+                searcher_cache["searcher"] = BM25Searcher()
+            else:
+                from llmcse.retrieval.dense import DenseSearcher
+
+                searcher_cache["searcher"] = DenseSearcher(encoder)
+        return evaluate_retrieval(searcher_cache["searcher"], spec, split)
+    raise LlmcseError(f"task {spec.name!r} has unknown kind {spec.kind!r}")
+
+
+def run_evaluation(cfg: EvalConfig, output_dir: str | Path | None = None) -> dict:
+    """Evaluate ``cfg.model`` on ``cfg.tasks``; write results.json/results.md if ``output_dir``.
+
+    Returns:
+        The results dict (the same content as results.json).
+    """
+    data_dir = resolve_data_dir(cfg.data_dir)
+    catalog = TaskCatalog(data_dir)
+    selected = catalog.select(cfg.tasks)
+    is_lexical = cfg.model.lower() in LEXICAL_MODELS
+    if is_lexical:
+        not_retrieval = [s.name for s, _ in selected if s.kind != "retrieval"]
+        if not_retrieval:
+            raise LlmcseError(f"--model bm25 is a lexical retriever; it only runs retrieval tasks, not {', '.join(not_retrieval)}")
+
+    started = time.perf_counter()
+    encoder, device, resolved = None, "cpu", cfg.model
+    if not is_lexical:
+        from llmcse.embed.encode import CachedEncoder
+        from llmcse.embed.models import auto_device, load_embedder, resolve_model_path
+
+        device = cfg.device or auto_device()
+        resolved = resolve_model_path(cfg.model)
+        model = load_embedder(resolved, pooling=cfg.pooling, device=device, dtype=cfg.dtype, max_seq_length=cfg.max_seq_length)
+        encoder = CachedEncoder(model, batch_size=cfg.batch_size, show_progress_bar=cfg.show_progress_bar)
+    load_seconds = time.perf_counter() - started
+
+    tasks: dict[str, dict] = {}
+    data_files: dict[str, str] = {}
+    searcher_cache: dict = {}
+    for spec, split in selected:
+        key = result_key(spec, split)
+        logger.info("evaluating %s (%s, split %s)", key, spec.kind, split)
+        t0 = time.perf_counter()
+        result = _evaluate_one(spec, split, encoder, searcher_cache, cfg)
+        result = {"main_score": result.pop("main_score"), "main_metric": spec.main_metric, "split": split, **result}
+        result["evaluation_time"] = round(time.perf_counter() - t0, 2)
+        tasks[key] = result
+        data_files.update(task_data_files(spec, split, data_dir))
+
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("show_progress_bar", "data_dir")}
+    results = {
+        "model": cfg.model,
+        "model_path": resolved,
+        "tasks": tasks,
+        "averages": compute_averages(tasks),
+        "config": config,
+        "config_hash": config_hash(config),
+        "data_dir": str(data_dir),
+        "data_files": data_files,
+        "device": device,
+        "dtype": cfg.dtype or "float32",
+        "seed": cfg.seed,
+        "texts_encoded": encoder.texts_encoded if encoder else 0,
+        "model_load_time": round(load_seconds, 2),
+        "evaluation_time": round(time.perf_counter() - started, 2),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+    }
+    if output_dir is not None:
+        write_results(results, Path(output_dir))
+    return results
+
+
+def results_table_rows(results: dict) -> list[tuple[str, str, str, str]]:
+    """(task, split, metric, score) rows, averages last."""
+    rows = []
+    for key, r in results["tasks"].items():
+        score = r["main_score"]
+        text = f"{score:.2f}" if r["main_metric"] != "alignment" else f"{score:.4f} (uniformity {r['uniformity']:.4f})"
+        rows.append((key, r["split"], r["main_metric"], text))
+    for group, value in results["averages"].items():
+        rows.append((f"{group} (avg)", "", "", f"{value:.2f}"))
+    return rows
+
+
+def results_markdown(results: dict) -> str:
+    lines = [
+        f"# Results: {results['model']}",
+        "",
+        f"device {results['device']}, dtype {results['dtype']}, config {results['config_hash']}, {results['date']}",
+        "",
+        "| task | split | metric | score |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in results_table_rows(results)]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict, output_dir: Path) -> None:
+    """results.json and results.md, each written atomically."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output_dir / "results.json", results)
+    atomic_write_text(output_dir / "results.md", results_markdown(results))
