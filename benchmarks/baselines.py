@@ -1,0 +1,130 @@
+"""Baseline table for issue #3: bundled models on sts, transfer, arguana (+ BM25), geometry.
+
+Each row is one ``llmcse eval`` run whose ``results.json`` lands in
+``benchmarks/results/baselines/<row>/``; this script only reads those files to build
+``benchmarks/results/baselines.md`` and ``baselines.json``. A row whose results.json exists
+is not rerun (delete it, or pass --force), so an interrupted run continues.
+
+    python benchmarks/baselines.py            # run missing rows, then write the table
+    python benchmarks/baselines.py --table    # only rebuild the table from existing files
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+RUNS = RESULTS / "baselines"
+
+# row name -> llmcse eval arguments
+ROWS = {
+    "all-MiniLM-L6-v2": ["--model", "all-MiniLM-L6-v2", "--tasks", "sts,transfer,arguana,geometry"],
+    "SmolLM2-135M mean": ["--model", "SmolLM2-135M-Instruct", "--pooling", "mean", "--dtype", "bfloat16",
+                          "--max-seq-length", "512", "--tasks", "sts,transfer,arguana,geometry"],
+    "SmolLM2-135M last-token": ["--model", "SmolLM2-135M-Instruct", "--pooling", "last", "--dtype", "bfloat16",
+                                "--max-seq-length", "512", "--tasks", "sts,transfer,arguana,geometry"],
+    "BM25 (bm25s)": ["--model", "bm25", "--tasks", "arguana"],
+}
+
+# Published figures to compare with (see the notes in the table).
+PUBLISHED = {
+    ("all-MiniLM-L6-v2", "stsb"): ("82.03", "sbert.net model table reports STS-B ~82 (shared/models.md measured 82.03)"),
+    ("all-MiniLM-L6-v2", "arguana"): ("50.17", "MTEB leaderboard, ArguAna nDCG@10"),
+    ("BM25 (bm25s)", "arguana"): ("41.4 / 31.5", "BEIR paper BM25 (Elasticsearch, multi-field) 41.4 in the final version, 31.5 in v1"),
+}
+
+STS_COLUMNS = ["sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sick"]
+TRANSFER_COLUMNS = ["mr", "cr", "subj", "mpqa", "sst2", "trec", "mrpc"]
+
+
+def run_dir(row: str) -> Path:
+    return RUNS / row.replace(" ", "_").replace("/", "_")
+
+
+def run_missing(rows: list[str], force: bool) -> None:
+    for row in rows:
+        out = run_dir(row)
+        if (out / "results.json").is_file() and not force:
+            print(f"[skip] {row}: {out / 'results.json'} exists")
+            continue
+        cmd = [sys.executable, "-m", "llmcse.cli", "-q", "eval", *ROWS[row], "--output-dir", str(out)]
+        print(f"[run] {row}: {' '.join(cmd[2:])}", flush=True)
+        t0 = time.time()
+        subprocess.run(cmd, check=True)
+        print(f"[done] {row} in {time.time() - t0:.0f} s", flush=True)
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def build_table() -> dict:
+    summary = {}
+    for row in ROWS:
+        path = run_dir(row) / "results.json"
+        if path.is_file():
+            summary[row] = json.loads(path.read_text())
+    lines = ["# Baselines", "",
+             "Bundled models on the standard sets, one `llmcse eval` run per row (command below each table).",
+             "STS: Spearman x100 of cosine vs gold (STS12-16 in SentEval's 'all' setting), test splits. ",
+             "Transfer: logistic-regression probe accuracy x100 (10-fold CV for MR/CR/SUBJ/MPQA). ",
+             "ArguAna: nDCG@10 x100, BEIR convention (retrieved doc with the query's own id discarded).", "",
+             "## STS", "", "| model | " + " | ".join(STS_COLUMNS) + " | **avg** |", "|---" * (len(STS_COLUMNS) + 2) + "|"]
+    score = lambda r, t: r["tasks"].get(t, {}).get("main_score")  # noqa: E731
+    for row, r in summary.items():
+        if "sts" in r["averages"]:
+            lines.append(f"| {row} | " + " | ".join(fmt(score(r, t)) for t in STS_COLUMNS) + f" | **{fmt(r['averages']['sts'])}** |")
+    lines += ["", "## Transfer", "", "| model | " + " | ".join(TRANSFER_COLUMNS) + " | **avg** |",
+              "|---" * (len(TRANSFER_COLUMNS) + 2) + "|"]
+    for row, r in summary.items():
+        if "transfer" in r["averages"]:
+            lines.append(f"| {row} | " + " | ".join(fmt(score(r, t)) for t in TRANSFER_COLUMNS)
+                         + f" | **{fmt(r['averages']['transfer'])}** |")
+    lines += ["", "## Retrieval (ArguAna) and geometry (STS-B dev)", "",
+              "| model | nDCG@10 | Recall@100 | MRR@10 | alignment | uniformity |", "|---|---|---|---|---|---|"]
+    for row, r in summary.items():
+        a, g = r["tasks"].get("arguana", {}), r["tasks"].get("geometry", {})
+        lines.append(f"| {row} | {fmt(a.get('ndcg_at_10'))} | {fmt(a.get('recall_at_100'))} | {fmt(a.get('mrr_at_10'))} | "
+                     f"{fmt(g.get('alignment'), 3)} | {fmt(g.get('uniformity'), 3)} |")
+    lines += ["", "## Published figures", "", "| model | task | ours | published | source |", "|---|---|---|---|---|"]
+    for (row, task), (published, source) in PUBLISHED.items():
+        if row in summary:
+            lines.append(f"| {row} | {task} | {fmt(score(summary[row], task))} | {published} | {source} |")
+    lines += ["", "## Runs", "", "| row | command | device, dtype | eval time (s) | versions |", "|---|---|---|---|---|"]
+    for row, r in summary.items():
+        v = r["versions"]
+        lines.append(f"| {row} | `llmcse eval {' '.join(ROWS[row])}` | {r['device']}, {r['dtype']} | {r['evaluation_time']:.0f} | "
+                     f"torch {v['torch']}, transformers {v['transformers']}, sentence-transformers {v['sentence-transformers']} |")
+    notes = RESULTS / "baselines_notes.md"
+    if notes.is_file():
+        lines += ["", notes.read_text().strip()]
+    (RESULTS / "baselines.md").write_text("\n".join(lines) + "\n")
+    compact = {row: {"tasks": {t: v["main_score"] for t, v in r["tasks"].items()}, "averages": r["averages"],
+                     "arguana": {k: r["tasks"]["arguana"].get(k) for k in ("ndcg_at_10", "recall_at_100", "mrr_at_10")}
+                     if "arguana" in r["tasks"] else None,
+                     "command": "llmcse eval " + " ".join(ROWS[row]), "device": r["device"], "dtype": r["dtype"],
+                     "config_hash": r["config_hash"], "evaluation_time": r["evaluation_time"]}
+               for row, r in summary.items()}
+    (RESULTS / "baselines.json").write_text(json.dumps(compact, indent=2) + "\n")
+    return compact
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", nargs="*", default=list(ROWS), help=f"rows to run (default all): {list(ROWS)}")
+    parser.add_argument("--force", action="store_true", help="rerun rows that already have results")
+    parser.add_argument("--table", action="store_true", help="only rebuild the table")
+    args = parser.parse_args()
+    if not args.table:
+        run_missing(args.rows, args.force)
+    build_table()
+    print(f"wrote {RESULTS / 'baselines.md'}")
+
+
+if __name__ == "__main__":
+    main()
