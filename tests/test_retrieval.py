@@ -189,6 +189,21 @@ def test_faiss_search_returns_what_exact_search_returns():
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-5)
 
 
+def test_dense_searcher_falls_back_to_exact_search_when_faiss_is_missing(monkeypatch, caplog):
+    import sys
+
+    class FakeEncoder:
+        def encode(self, texts, prompt_name=None):
+            return np.array([[1.0, 0.0] if "cat" in t else [0.0, 1.0] for t in texts], dtype=np.float32)
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # makes ``import faiss`` raise ImportError
+    corpus = {"c": Doc("c", "a cat"), "d": Doc("d", "a dog")}
+    with caplog.at_level("WARNING", logger="llmcse.retrieval.dense"):
+        run = DenseSearcher(FakeEncoder(), use_faiss=True).search(corpus, {"q": Query("q", "cat?")}, top_k=5)
+    assert list(run["q"]) == ["c", "d"]
+    assert "faiss is not installed" in caplog.text
+
+
 # ---- BM25 -------------------------------------------------------------------------------------
 
 TOY_CORPUS = {
@@ -211,6 +226,18 @@ def test_bm25_ranks_the_obviously_matching_document_first():
 def test_bm25_returns_no_results_for_a_query_with_only_unknown_or_stop_words():
     run = BM25Searcher().search(TOY_CORPUS, {"q": Query("q", "the of zzzz")}, top_k=100)
     assert run == {"q": {}}
+
+
+def test_bm25_without_pystemmer_warns_and_still_ranks(monkeypatch, caplog):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "Stemmer", None)  # makes ``import Stemmer`` raise ImportError
+    with caplog.at_level("WARNING", logger="llmcse.retrieval.bm25"):
+        searcher = BM25Searcher()
+    assert searcher.stemmer is None
+    assert "PyStemmer is not installed" in caplog.text
+    run = searcher.search(TOY_CORPUS, {"q": Query("q", "rocket launch")}, top_k=10)
+    assert max(run["q"], key=run["q"].get) == "rockets"
 
 
 # ---- end to end on a tiny BEIR folder ---------------------------------------------------------
@@ -284,7 +311,8 @@ def arguana():
 
 @pytest.mark.slow
 def test_bm25_on_arguana_matches_the_bm25s_benchmark(arguana):
-    # bm25s's own benchmark (Lucene, k1=1.5, b=0.75, stemmed): ArguAna nDCG@10 = 49.3.
+    # bm25s's own benchmark (Lucene, k1=1.5, b=0.75, stemmed): ArguAna nDCG@10 = 49.3; we
+    # measured 49.29. (BEIR/Pyserini's ~40 use k1=0.9, b=0.4, which gives 40.8 here.)
     started = time.perf_counter()
     result = evaluate_retrieval(BM25Searcher(), arguana, "test")
     elapsed = time.perf_counter() - started
@@ -298,7 +326,8 @@ def test_bm25_on_arguana_matches_the_bm25s_benchmark(arguana):
 
 @pytest.mark.slow
 def test_minilm_on_arguana_matches_the_mteb_leaderboard(arguana, encoder):
-    # MTEB lists all-MiniLM-L6-v2 ArguAna nDCG@10 = 50.17.
+    # MTEB lists all-MiniLM-L6-v2 ArguAna nDCG@10 = 50.167, Recall@100 = 97.724; we measured
+    # 50.167 / 97.724 (fp32, CPU). Without dropping self-matches it falls to 36.98.
     result = evaluate_retrieval(DenseSearcher(encoder), arguana, "test")
     assert result["ndcg_at_10"] == pytest.approx(50.17, abs=1.0), result
     assert result["recall_at_100"] == pytest.approx(97.72, abs=1.0), result

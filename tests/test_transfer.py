@@ -159,6 +159,8 @@ def test_c_chosen_in_an_outer_fold_ignores_that_folds_labels():
     y_scrambled[test_idx] = rng.permutation(np.where(y[test_idx] == "1", "0", "1"))  # flip then shuffle
     c, accuracy = score_outer_fold(x, y, train_idx, test_idx, C_GRID, 3, seed=5)
     c_scrambled, accuracy_scrambled = score_outer_fold(x, y_scrambled, train_idx, test_idx, C_GRID, 3, seed=5)
+    # Choosing C on the held-out fold itself would pick 0.5 with the true labels and 0.25
+    # with the scrambled ones (checked when this test was written), so this can fail.
     assert c == c_scrambled
     assert accuracy != accuracy_scrambled  # the test labels were used, but only for scoring
 
@@ -193,5 +195,5 @@ def test_minilm_scores_a_plausible_accuracy_on_movie_reviews(encoder, shared_dat
     result = evaluate_transfer(encoder, spec, "all")
     elapsed = time.perf_counter() - start
     assert result["num_examples"] == 10662
-    assert 74.0 <= result["accuracy"] <= 80.0, result
+    assert 75.0 <= result["accuracy"] <= 78.5, result  # measured: 76.69 (seed 1111)
     assert elapsed < 900

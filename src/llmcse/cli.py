@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -164,6 +165,11 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     # third-party chatter stays at WARNING unless -vv
     for noisy in ("sentence_transformers", "transformers", "httpx", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    if verbose < 1:
+        # transformers' "Loading weights" bars say nothing useful; our own bars stay.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def main(argv: list[str] | None = None) -> int:

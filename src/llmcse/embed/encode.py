@@ -53,7 +53,9 @@ class CachedEncoder:
 
     def encode(self, texts: Sequence[str], prompt_name: str | None = None) -> np.ndarray:
         """Embed ``texts``; returns (len(texts), dim) float32, unit length rows."""
-        prompt_name = prompt_name if prompt_name in (self.model.prompts or {}) else None
+        # A missing or empty prompt ("query": "" in all-MiniLM-L6-v2) is no prompt: share the cache entry,
+        # so ArguAna's queries that are also documents are embedded once.
+        prompt_name = prompt_name if (self.model.prompts or {}).get(prompt_name) else None
         missing = list(dict.fromkeys(t for t in texts if (prompt_name, t) not in self._cache))
         if missing:
             vectors = self.model.encode(

@@ -1,0 +1,90 @@
+"""The one small protocol every generation back end implements.
+
+A prompt is either a plain string (completion) or a chat: a list of
+``{"role": ..., "content": ...}`` messages. Back ends return one string per prompt and
+count tokens in ``stats`` so callers can report tokens/s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Union, runtime_checkable
+
+ChatMessage = dict[str, str]
+Prompt = Union[str, list[ChatMessage]]
+
+
+@dataclass
+class SamplingParams:
+    """How to sample. ``temperature`` 0 means greedy."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int | None = None
+    stop: tuple[str, ...] = ()  # generation is cut at the first stop string
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass
+class GenerationStats:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"requests": self.requests, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 2),
+                "completion_tokens_per_s": round(self.completion_tokens / self.seconds, 1) if self.seconds else None}
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """A text generator. ``spec`` is the string it was built from (recorded as provenance)."""
+
+    spec: str
+    stats: GenerationStats
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[str]:
+        """One completion per prompt, in order. Never raises for bad model output."""
+        ...
+
+
+def truncate_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """Cut ``text`` at the earliest stop string (servers do this; local generation must too)."""
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut]
+
+
+@dataclass
+class FakeLLM:
+    """A deterministic back end for tests: answers come from a function of the prompt.
+
+    ``responder(prompt_text, call_index) -> str``; the default echoes the last user message.
+    """
+
+    spec: str = "fake:"
+    responder: object = None
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[str]:
+        outs = []
+        for prompt in prompts:
+            text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+            out = self.responder(text, self.stats.requests) if self.responder else text
+            self.stats.requests += 1
+            self.stats.completion_tokens += len(str(out).split())
+            outs.append(truncate_at_stop(out, params.stop))
+        return outs
