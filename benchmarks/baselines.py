@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -43,7 +44,7 @@ TRANSFER_COLUMNS = ["mr", "cr", "subj", "mpqa", "sst2", "trec", "mrpc"]
 
 
 def run_dir(row: str) -> Path:
-    return RUNS / row.replace(" ", "_").replace("/", "_")
+    return RUNS / re.sub(r"[^A-Za-z0-9._-]+", "_", row).strip("_")
 
 
 def run_missing(rows: list[str], force: bool) -> None:

@@ -92,6 +92,81 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from llmcse.synth.generate import GenerateConfig, run_generate
+
+    cfg = GenerateConfig(recipe=args.prompts or args.recipe, seeds=args.seeds, llm=args.llm, out=args.out, n=args.n,
+                         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                         seed=args.seed, max_attempts=args.max_attempts, chunk_size=args.chunk_size)
+    if args.dry_run:
+        print(json.dumps(asdict(cfg), indent=2))
+        return 0
+    llm = _load_llm_for_cli(args)
+    s = run_generate(cfg, llm=llm)
+    run = s["this_run"]
+    print(f"{s['recipe']}: {s['kept']} kept, {s['rejected']} rejected of {s['seeds_done']} seeds "
+          f"(kept fraction {s['kept_fraction']}); this run: {run['seeds_processed']} seeds in {run['seconds']} s, "
+          f"{run['completion_tokens']} tokens ({run['tokens_per_s']} tok/s)")
+    if s["rejected_by_final_reason"]:
+        print("rejected seeds by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(s["rejected_by_final_reason"].items())))
+    if s["field_rejections_by_reason"]:
+        print("rejected attempts by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(s["field_rejections_by_reason"].items())))
+    print(f"records: {cfg.out}   summary: {Path(cfg.out).with_name(Path(cfg.out).stem + '.summary.json')}")
+    return 0
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    from llmcse.synth.filter import FilterConfig, report_path, run_filter
+
+    cfg = FilterConfig(input=args.input, out=args.out, llm=None if args.no_llm else args.llm, t_pos=args.t_pos,
+                       t_neg=args.t_neg)
+    llm = None if args.no_llm else _load_llm_for_cli(args)
+    r = run_filter(cfg, llm=llm)
+    print(f"kept {r['kept']} of {r['total']} ({r['kept_fraction']}); dropped by reason: "
+          + (", ".join(f"{k} {v}" for k, v in sorted(r["dropped_by_reason"].items())) or "none"))
+    print(f"kept: {cfg.out}   report: {report_path(Path(cfg.out))}")
+    return 0
+
+
+def _load_llm_for_cli(args: argparse.Namespace):
+    from llmcse.llm import load_llm
+
+    options = {}
+    if args.llm.startswith("hf:"):
+        options = {"batch_size": args.llm_batch_size, "dtype": args.dtype}
+    elif args.llm.startswith("openai:"):
+        options = {"concurrency": args.concurrency}
+    return load_llm(args.llm, **options)
+
+
+def cmd_serve_llm(args: argparse.Namespace) -> int:
+    from llmcse.llm import load_llm
+    from llmcse.llm.server import make_server
+
+    llm = load_llm(args.llm, batch_size=args.max_batch, dtype=args.dtype) if args.llm.startswith("hf:") else load_llm(args.llm)
+    server = make_server(llm, host=args.host, port=args.port, model_name=args.model_name, max_batch=args.max_batch)
+    host, port = server.server_address[:2]
+    print(f"serving {llm.spec} at http://{host}:{port}/v1 (model name {args.model_name or llm.spec}); Ctrl-C stops",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _add_llm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--llm", default="hf:SmolLM2-135M-Instruct",
+                   help="hf:<path-or-id> (local), openai:<base-url>#<model> (server), fake: (tests)")
+    p.add_argument("--llm-batch-size", type=int, default=32, help="prompts per batch for hf: back ends")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight for openai: back ends")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="hf: back ends (auto: bf16 where fast)")
+
+
 def _print_table(title: str, rows: list[tuple[str, ...]]) -> None:
     try:
         from rich.console import Console
@@ -149,6 +224,50 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--prompt-name", help="a prompt saved with the model, e.g. query or document")
     em.add_argument("--no-normalize", action="store_true", help="keep raw vectors (default: unit length)")
     em.set_defaults(func=cmd_embed)
+
+    ge = sub.add_parser("generate", help="an LLM writes NLI triplets or 3-level STS records from seed sentences",
+                        epilog="example:\n  llmcse generate --recipe sts3 --seeds ../shared/data/unlabeled/wiki_sentences.txt "
+                               "--n 200 --out runs/sts3.jsonl\n  llmcse generate --recipe nli --seeds seeds.txt "
+                               "--llm openai:http://127.0.0.1:8000/v1#smollm2 --out nli.jsonl\n"
+                               "Resumable: rerun the same command after an interruption.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ge.add_argument("--recipe", choices=["nli", "sts3"], default="nli")
+    ge.add_argument("--prompts", help="a prompt template .toml (copy src/llmcse/synth/templates/*.toml)")
+    ge.add_argument("--seeds", required=True, help=".txt (one per line), .jsonl (text) or .tsv (sentence)")
+    ge.add_argument("--out", required=True, help="output JSONL (rejected seeds go to <out>.rejected.jsonl)")
+    ge.add_argument("--n", type=int, help="use the first N usable unique seeds")
+    ge.add_argument("--max-new-tokens", type=int, default=48)
+    ge.add_argument("--temperature", type=float, default=0.8)
+    ge.add_argument("--top-p", type=float, default=0.95)
+    ge.add_argument("--seed", type=int, default=1234, help="sampling seed")
+    ge.add_argument("--max-attempts", type=int, default=3, help="tries per field before a seed is rejected")
+    ge.add_argument("--chunk-size", type=int, default=64, help="seeds per durable write")
+    ge.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    _add_llm_options(ge)
+    ge.set_defaults(func=cmd_generate)
+
+    fi = sub.add_parser("filter", help="MultiCSR refinement: cheap checks, then LLM 0-5 scoring with thresholds",
+                        epilog="example:\n  llmcse filter --in runs/sts3.jsonl --out runs/sts3.kept.jsonl",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    fi.add_argument("--in", dest="input", required=True, help="records from llmcse generate")
+    fi.add_argument("--out", required=True, help="kept records (dropped: <out>.dropped.jsonl, report: <out>.report.json)")
+    fi.add_argument("--t-pos", type=float, default=3.0, help="keep positives scored >= this (MultiCSR: 3)")
+    fi.add_argument("--t-neg", type=float, default=3.0, help="keep negatives scored <= this (MultiCSR: 3)")
+    fi.add_argument("--no-llm", action="store_true", help="cheap checks only")
+    _add_llm_options(fi)
+    fi.set_defaults(func=cmd_filter)
+
+    se = sub.add_parser("serve-llm", help="serve a local LLM over an OpenAI-compatible HTTP API (batched)",
+                        epilog="example:\n  llmcse serve-llm --llm hf:SmolLM2-135M-Instruct --port 8000\n"
+                               "  llmcse generate --llm openai:http://127.0.0.1:8000/v1#smollm2 ...",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    se.add_argument("--llm", default="hf:SmolLM2-135M-Instruct")
+    se.add_argument("--host", default="127.0.0.1")
+    se.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    se.add_argument("--model-name", help="name clients use (default: the spec)")
+    se.add_argument("--max-batch", type=int, default=32, help="concurrent requests generated together")
+    se.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    se.set_defaults(func=cmd_serve_llm)
     return parser
 
 

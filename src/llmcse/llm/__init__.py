@@ -29,7 +29,8 @@ def load_llm(spec: str, **options) -> LLM:
         if not hash_ or not model:
             raise LlmcseError(f"LLM spec {spec!r} needs a model name: openai:<base-url>#<model>")
         return OpenAIHTTPGenerator(base_url, model, **options)
-    return FakeLLM()
+    options_text = dict(kv.split("=", 1) for kv in rest.split(",") if "=" in kv)
+    return FakeLLM(spec=spec, delay=float(options_text.get("delay", 0)))
 
 
 __all__ = ["LLM", "FakeLLM", "GenerationStats", "Prompt", "SamplingParams", "load_llm"]

@@ -68,23 +68,38 @@ def truncate_at_stop(text: str, stop: tuple[str, ...]) -> str:
     return text[:cut]
 
 
+def fake_rewrite(instruction_and_seed: str) -> str:
+    """Deterministic stand-in for an LLM rewrite: the seed's words reversed, tagged with the
+    instruction's first word (so each field differs and none is a copy of the seed)."""
+    head, _, seed = instruction_and_seed.partition(": ")
+    words = (seed or head).split()
+    return " ".join(reversed(words)) + f" {head.split()[0].lower() if head.split() else 'x'}"
+
+
 @dataclass
 class FakeLLM:
-    """A deterministic back end for tests: answers come from a function of the prompt.
+    """A deterministic back end for tests (spec ``fake:`` or ``fake:delay=0.05``).
 
-    ``responder(prompt_text, call_index) -> str``; the default echoes the last user message.
+    ``responder(last_user_message, call_index) -> str``; the default is ``fake_rewrite``.
+    ``delay`` seconds are slept per prompt, to make interruption tests possible.
     """
 
     spec: str = "fake:"
     responder: object = None
+    delay: float = 0.0
     stats: GenerationStats = field(default_factory=GenerationStats)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[str]:
+        import time
+
         outs = []
         for prompt in prompts:
+            if self.delay:
+                time.sleep(self.delay)
             text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
-            out = self.responder(text, self.stats.requests) if self.responder else text
+            out = self.responder(text, self.stats.requests) if self.responder else fake_rewrite(text)
             self.stats.requests += 1
             self.stats.completion_tokens += len(str(out).split())
-            outs.append(truncate_at_stop(out, params.stop))
+            # Non-strings pass through untouched: the fake also plays a broken back end.
+            outs.append(truncate_at_stop(out, params.stop) if isinstance(out, str) else out)
         return outs

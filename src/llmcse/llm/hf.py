@@ -83,3 +83,29 @@ class HFGenerator:
             self.stats.requests += len(idx)
         self.stats.seconds += time.perf_counter() - t0
         return outputs
+
+    def choice_probabilities(self, prompts: list[Prompt], choices: list[str]) -> list[list[float]]:
+        """P(next token = each choice's first token), renormalised over the choices: one forward pass.
+
+        Used for LLM scoring (e.g. a 0-5 rating): the expected value over the digits is a much
+        steadier score than one sampled digit, and it needs no generation at all.
+        """
+        torch = self._torch
+        choice_ids = [self.tokenizer.encode(c, add_special_tokens=False)[0] for c in choices]
+        texts = [self.render(p) for p in prompts]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        probs: list[list[float]] = [[] for _ in texts]
+        t0 = time.perf_counter()
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            batch = self.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
+                                   add_special_tokens=False).to(self.device)
+            with torch.no_grad():
+                logits = self.model(**batch).logits[:, -1, :]  # (batch, vocab): left padding puts the real end last
+            p = torch.softmax(logits[:, choice_ids].float(), dim=-1)  # (batch, n_choices)
+            for row, i in enumerate(idx):
+                probs[i] = p[row].tolist()
+            self.stats.prompt_tokens += int(batch["attention_mask"].sum())
+            self.stats.requests += len(idx)
+        self.stats.seconds += time.perf_counter() - t0
+        return probs

@@ -1,0 +1,170 @@
+"""``llmcse generate``: an LLM writes NLI triplets or 3-level STS records from seed sentences.
+
+Work goes in chunks of seeds. For each chunk every missing field of every seed is asked
+for in one batched call; outputs are cleaned and checked (``checks.py``); rejected fields
+are asked again with a new sample, up to ``max_attempts``. Finished records are appended
+durably (``AppendOnlyJsonl``): kept ones to ``--out``, seeds that never produced a usable
+record to ``<out>.rejected.jsonl``. A rerun skips every seed found in either file, so an
+interrupted run continues with nothing lost and nothing duplicated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from llmcse.llm.base import LLM, SamplingParams
+from llmcse.synth.checks import check_output, clean_output
+from llmcse.synth.prompts import PromptTemplate, load_template
+from llmcse.synth.seeds import read_seeds, seed_id
+from llmcse.utils.io import atomic_write_json
+from llmcse.utils.jsonl import AppendOnlyJsonl
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerateConfig:
+    recipe: str = "nli"  # nli | sts3, or a template .toml path
+    seeds: str = ""  # seed file (.txt one per line, .jsonl, .tsv)
+    llm: str = "hf:SmolLM2-135M-Instruct"
+    out: str = "generated.jsonl"
+    n: int | None = None  # number of seeds to use (first n usable, unique ones)
+    max_new_tokens: int = 48
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int = 1234  # base sampling seed; each chunk and attempt derives its own
+    max_attempts: int = 3  # tries per field before the seed is rejected
+    chunk_size: int = 64  # seeds per durable write
+    max_length_ratio: float = 3.0
+    min_seed_words: int = 4
+    max_seed_words: int = 64
+
+
+def rejected_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".rejected.jsonl")
+
+
+def summary_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".summary.json")
+
+
+def _generate_chunk(llm: LLM, template: PromptTemplate, seeds: list[str], cfg: GenerateConfig, chunk_index: int):
+    """Fill every field of every seed, retrying rejected fields. Returns per-seed results."""
+    field_names = list(template.fields)
+    accepted: list[dict[str, str]] = [{} for _ in seeds]
+    attempts: list[Counter] = [Counter() for _ in seeds]
+    rejections: list[Counter] = [Counter() for _ in seeds]
+    last_reason: list[dict[str, str]] = [{} for _ in seeds]
+    for attempt in range(cfg.max_attempts):
+        todo = [(i, f) for i in range(len(seeds)) for f in field_names if f not in accepted[i]]
+        if not todo:
+            break
+        params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                                seed=cfg.seed + 7919 * chunk_index + 104729 * attempt, stop=("\n",))
+        prompts = [template.fields[f].messages(seeds[i], template.system) for i, f in todo]
+        outputs = llm.generate(prompts, params)
+        for (i, f), raw in zip(todo, outputs):
+            attempts[i][f] += 1
+            text = clean_output(raw if isinstance(raw, str) else "")
+            others = tuple(accepted[i].get(o, "") for o in field_names if o != f)
+            reason = check_output(text, seeds[i], instruction=template.fields[f].instruction,
+                                  demo_texts=template.demo_texts, other_fields=others,
+                                  max_length_ratio=cfg.max_length_ratio)
+            if reason is None:
+                accepted[i][f] = text
+            else:
+                rejections[i][reason] += 1
+                last_reason[i][f] = reason
+    return accepted, attempts, rejections, last_reason
+
+
+def run_generate(cfg: GenerateConfig, llm: LLM | None = None, show_progress_bar: bool | None = None) -> dict:
+    """Generate records for the seeds not yet done; return the summary (also written to disk)."""
+    from llmcse.embed.encode import progress_enabled
+    from llmcse.llm import load_llm
+
+    template = load_template(cfg.recipe)
+    out = Path(cfg.out)
+    kept_file, rejected_file = AppendOnlyJsonl(out), AppendOnlyJsonl(rejected_path(out))
+    seeds, skipped = read_seeds(cfg.seeds, min_words=cfg.min_seed_words, max_words=cfg.max_seed_words)
+    if cfg.n is not None:
+        seeds = seeds[: cfg.n]
+    done = {r["seed"] for r in kept_file.read()} | {r["seed"] for r in rejected_file.read()}
+    pending = [s for s in seeds if s not in done]
+    logger.info("%d seeds (%d already done, %d to generate); recipe %s, template %s v%d",
+                len(seeds), len(seeds) - len(pending), len(pending), template.recipe, template.id, template.version)
+
+    llm = llm or load_llm(cfg.llm)
+    sampling = {k: getattr(cfg, k) for k in ("max_new_tokens", "temperature", "top_p", "max_attempts")}
+    started, tokens_before = time.perf_counter(), llm.stats.completion_tokens
+    run_rejections: Counter = Counter()
+    kept_now = rejected_now = 0
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(pending), unit="seed", disable=not progress_enabled(show_progress_bar))
+    for chunk_start in range(0, len(pending), cfg.chunk_size):
+        chunk = pending[chunk_start:chunk_start + cfg.chunk_size]
+        chunk_index = (len(seeds) - len(pending) + chunk_start) // cfg.chunk_size
+        accepted, attempts, rejections, last_reason = _generate_chunk(llm, template, chunk, cfg, chunk_index)
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        kept, rejected = [], []
+        for i, seed in enumerate(chunk):
+            run_rejections.update(rejections[i])
+            record = {"id": seed_id(seed), "recipe": template.recipe, "seed": seed,
+                      **{f: accepted[i].get(f) for f in template.fields},
+                      "generator": llm.spec, "prompt_id": template.id, "prompt_version": template.version,
+                      "sampling": {**sampling, "seed": cfg.seed}, "attempts": dict(attempts[i]),
+                      "rejections": dict(rejections[i]), "created": now}
+            if len(accepted[i]) == len(template.fields):
+                kept.append(record)
+            else:
+                record["reason"] = {f: last_reason[i][f] for f in template.fields if f not in accepted[i]}
+                rejected.append(record)
+        kept_file.append(kept)
+        rejected_file.append(rejected)
+        kept_now += len(kept)
+        rejected_now += len(rejected)
+        bar.update(len(chunk))
+        seconds = time.perf_counter() - started
+        bar.set_postfix(kept=kept_now, tok_s=f"{(llm.stats.completion_tokens - tokens_before) / max(seconds, 1e-9):.0f}")
+    bar.close()
+
+    seconds = time.perf_counter() - started
+    summary = summarize(out, template, skipped)
+    summary["this_run"] = {
+        "seeds_processed": len(pending), "kept": kept_now, "rejected": rejected_now,
+        "field_rejections": dict(run_rejections), "seconds": round(seconds, 1),
+        "completion_tokens": llm.stats.completion_tokens - tokens_before,
+        "tokens_per_s": round((llm.stats.completion_tokens - tokens_before) / seconds, 1) if seconds else None,
+        "records_per_s": round(len(pending) / seconds, 2) if seconds else None,
+    }
+    summary["config"] = asdict(cfg)
+    atomic_write_json(summary_path(out), summary)
+    return summary
+
+
+def summarize(out: Path, template: PromptTemplate, skipped: Counter | None = None) -> dict:
+    """Totals over everything in the output files (so resumed runs add up)."""
+    kept = AppendOnlyJsonl(out).read()
+    rejected = AppendOnlyJsonl(rejected_path(out)).read()
+    field_rejections: Counter = Counter()
+    final_reasons: Counter = Counter()
+    for r in kept + rejected:
+        field_rejections.update(r.get("rejections", {}))
+    for r in rejected:
+        final_reasons.update(r.get("reason", {}).values())
+    total = len(kept) + len(rejected)
+    return {
+        "out": str(out), "recipe": template.recipe, "prompt_id": template.id, "prompt_version": template.version,
+        "seeds_done": total, "kept": len(kept), "rejected": len(rejected),
+        "kept_fraction": round(len(kept) / total, 4) if total else None,
+        "rejected_by_final_reason": dict(final_reasons),
+        "field_rejections_by_reason": dict(field_rejections),
+        "seeds_skipped": dict(skipped or {}),
+    }
