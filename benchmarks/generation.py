@@ -1,0 +1,83 @@
+"""Generation throughput: batched local back end vs naive one-prompt-at-a-time generate.
+
+Same model, same prompts (the sts3 recipe's chats over real wiki seeds), same dtype and
+greedy decoding with a fixed number of new tokens, measured in one run. Writes
+``benchmarks/results/generation.json`` and ``generation.md``.
+
+    python benchmarks/generation.py [--prompts 64] [--batch-sizes 16 32 64] [--dtype auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="SmolLM2-135M-Instruct")
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--naive-prompts", type=int, default=12, help="the naive loop is slow; time a subset")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--dtype", default="auto")
+    args = parser.parse_args()
+
+    import torch
+
+    from llmcse.data.paths import resolve_data_dir
+    from llmcse.llm.hf import HFGenerator
+    from llmcse.synth.prompts import load_template
+    from llmcse.synth.seeds import read_seeds
+
+    seeds, _ = read_seeds(resolve_data_dir() / "unlabeled" / "wiki_sentences.txt")
+    template = load_template("sts3")
+    prompts = [template.fields["positive"].messages(s, template.system) for s in seeds[: args.prompts]]
+    gen = HFGenerator(args.model, dtype=args.dtype, batch_size=1)
+    tok, model = gen.tokenizer, gen.model
+
+    def run(batch: list, batch_size: int) -> tuple[int, float]:
+        """Greedy, exactly new_tokens per prompt (no early stop), so every run does the same work."""
+        texts = [gen.render(p) for p in batch]
+        produced, t0 = 0, time.perf_counter()
+        for start in range(0, len(texts), batch_size):
+            enc = tok(texts[start:start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.no_grad():
+                out = model.generate(**enc, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+                                     do_sample=False, pad_token_id=tok.pad_token_id)
+            produced += (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
+        return produced, time.perf_counter() - t0
+
+    run(prompts[:2], 2)  # warm-up
+    naive_tokens, naive_s = run(prompts[: args.naive_prompts], 1)
+    naive_tps = naive_tokens / naive_s
+    rows = [{"mode": "naive (1 prompt per generate)", "batch_size": 1, "prompts": args.naive_prompts,
+             "tokens": naive_tokens, "seconds": round(naive_s, 2), "tokens_per_s": round(naive_tps, 1), "speedup": 1.0}]
+    for bs in args.batch_sizes:
+        tokens, seconds = run(prompts, bs)
+        rows.append({"mode": "batched, left padding", "batch_size": bs, "prompts": len(prompts), "tokens": tokens,
+                     "seconds": round(seconds, 2), "tokens_per_s": round(tokens / seconds, 1),
+                     "speedup": round(tokens / seconds / naive_tps, 2)})
+    result = {"model": args.model, "dtype": str(model.dtype), "device": gen.device, "new_tokens": args.new_tokens,
+              "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+              "command": "python benchmarks/generation.py " + " ".join(
+                  f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()),
+              "rows": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "generation.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = ["# Generation throughput", "", f"{args.model}, {result['dtype']}, {gen.device}, {result['torch_threads']} threads, "
+             f"greedy, {args.new_tokens} new tokens per prompt, sts3 'positive' chats over wiki seeds.", "",
+             "| mode | batch | prompts | tokens/s | speedup vs naive |", "|---|---|---|---|---|"]
+    lines += [f"| {r['mode']} | {r['batch_size']} | {r['prompts']} | {r['tokens_per_s']} | {r['speedup']}x |" for r in rows]
+    lines += ["", f"Command: `{result['command']}`"]
+    (RESULTS / "generation.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
