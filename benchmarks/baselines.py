@@ -25,11 +25,18 @@ RUNS = RESULTS / "baselines"
 # row name -> llmcse eval arguments
 ROWS = {
     "all-MiniLM-L6-v2": ["--model", "all-MiniLM-L6-v2", "--tasks", "sts,transfer,arguana,geometry"],
-    "SmolLM2-135M mean": ["--model", "SmolLM2-135M-Instruct", "--pooling", "mean", "--dtype", "bfloat16",
-                          "--max-seq-length", "512", "--tasks", "sts,transfer,arguana,geometry"],
-    "SmolLM2-135M last-token": ["--model", "SmolLM2-135M-Instruct", "--pooling", "last", "--dtype", "bfloat16",
-                                "--max-seq-length", "512", "--tasks", "sts,transfer,arguana,geometry"],
+    # mean and last-token pooling share one forward pass (results in .../mean and .../last)
+    "SmolLM2-135M-Instruct": ["--model", "SmolLM2-135M-Instruct", "--pooling", "mean,last", "--dtype", "bfloat16",
+                              "--max-seq-length", "512", "--tasks", "sts,transfer,arguana,geometry"],
     "BM25 (bm25s)": ["--model", "bm25", "--tasks", "arguana"],
+}
+
+# table row -> (run, sub-folder holding its results.json)
+TABLE_ROWS = {
+    "all-MiniLM-L6-v2": ("all-MiniLM-L6-v2", ""),
+    "SmolLM2-135M mean": ("SmolLM2-135M-Instruct", "mean"),
+    "SmolLM2-135M last-token": ("SmolLM2-135M-Instruct", "last"),
+    "BM25 (bm25s)": ("BM25 (bm25s)", ""),
 }
 
 # Published figures to compare with (see the notes in the table).
@@ -50,7 +57,7 @@ def run_dir(row: str) -> Path:
 def run_missing(rows: list[str], force: bool) -> None:
     for row in rows:
         out = run_dir(row)
-        if (out / "results.json").is_file() and not force:
+        if any(out.rglob("results.json")) and not force:
             print(f"[skip] {row}: {out / 'results.json'} exists")
             continue
         cmd = [sys.executable, "-m", "llmcse.cli", "-q", "eval", *ROWS[row], "--output-dir", str(out)]
@@ -66,8 +73,8 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 def build_table() -> dict:
     summary = {}
-    for row in ROWS:
-        path = run_dir(row) / "results.json"
+    for row, (run, sub) in TABLE_ROWS.items():
+        path = run_dir(run) / sub / "results.json"
         if path.is_file():
             summary[row] = json.loads(path.read_text())
     lines = ["# Baselines", "",
@@ -99,7 +106,8 @@ def build_table() -> dict:
     lines += ["", "## Runs", "", "| row | command | device, dtype | eval time (s) | versions |", "|---|---|---|---|---|"]
     for row, r in summary.items():
         v = r["versions"]
-        lines.append(f"| {row} | `llmcse eval {' '.join(ROWS[row])}` | {r['device']}, {r['dtype']} | {r['evaluation_time']:.0f} | "
+        lines.append(f"| {row} | `llmcse eval {' '.join(ROWS[TABLE_ROWS[row][0]])}` | {r['device']}, {r['dtype'] or '-'} | "
+                     f"{r['evaluation_time']:.0f} | "
                      f"torch {v['torch']}, transformers {v['transformers']}, sentence-transformers {v['sentence-transformers']} |")
     notes = RESULTS / "baselines_notes.md"
     if notes.is_file():
@@ -108,7 +116,7 @@ def build_table() -> dict:
     compact = {row: {"tasks": {t: v["main_score"] for t, v in r["tasks"].items()}, "averages": r["averages"],
                      "arguana": {k: r["tasks"]["arguana"].get(k) for k in ("ndcg_at_10", "recall_at_100", "mrr_at_10")}
                      if "arguana" in r["tasks"] else None,
-                     "command": "llmcse eval " + " ".join(ROWS[row]), "device": r["device"], "dtype": r["dtype"],
+                     "command": "llmcse eval " + " ".join(ROWS[TABLE_ROWS[row][0]]), "device": r["device"], "dtype": r["dtype"],
                      "config_hash": r["config_hash"], "evaluation_time": r["evaluation_time"]}
                for row, r in summary.items()}
     (RESULTS / "baselines.json").write_text(json.dumps(compact, indent=2) + "\n")

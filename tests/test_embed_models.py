@@ -75,3 +75,29 @@ def test_bundled_smollm2_gguf_is_converted_once_and_embeds(tmp_path, monkeypatch
     assert resolve_model_path("SmolLM2-135M-Instruct") == str(path)  # cached: no second conversion
     model = load_embedder(str(path), pooling="last", device="cpu")
     assert model.encode(["hello"]).shape == (1, 576)
+
+
+def test_several_poolings_share_one_forward_pass_and_equal_separate_runs(raw_decoder_dir):
+    from llmcse.embed.encode import CachedEncoder, PoolingSlice
+
+    texts = ["the dog barks", "a much longer sentence about a cat that sleeps"]
+    both = CachedEncoder(load_embedder(str(raw_decoder_dir), pooling="mean,last", device="cpu"), show_progress_bar=False)
+    assert both.dim == 64
+    for i, pooling in enumerate(["mean", "last"]):
+        alone = CachedEncoder(load_embedder(str(raw_decoder_dir), pooling=pooling, device="cpu"), show_progress_bar=False)
+        np.testing.assert_allclose(PoolingSlice(both, 32 * i, 32 * (i + 1)).encode(texts), alone.encode(texts), atol=1e-5)
+    assert both.texts_encoded == 2  # both views came from one pass
+
+
+def test_eval_with_two_poolings_writes_one_results_file_each(raw_decoder_dir, tiny_data_dir, tmp_path):
+    import json
+
+    from llmcse.eval.run import EvalConfig, run_evaluations
+
+    cfg = EvalConfig(model=str(raw_decoder_dir), pooling="mean,last", tasks="toysts", data_dir=str(tiny_data_dir),
+                     device="cpu", show_progress_bar=False)
+    results = run_evaluations(cfg, tmp_path / "out")
+    assert [r["pooling"] for r in results] == ["mean", "last"]
+    saved = json.loads((tmp_path / "out" / "last" / "results.json").read_text())
+    assert saved["config"]["pooling"] == "last" and saved["shared_forward_pass_with"] == ["mean"]
+    assert results[0]["tasks"]["toysts"]["main_score"] != results[1]["tasks"]["toysts"]["main_score"]

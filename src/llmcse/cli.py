@@ -34,7 +34,8 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="sentence-transformers folder or hub id, raw transformer, .gguf, "
                    "bundled name (all-MiniLM-L6-v2, SmolLM2-135M-Instruct), or bm25 (eval only)")
-    p.add_argument("--pooling", choices=["mean", "cls", "last"], help="only for raw transformer checkpoints without saved pooling")
+    p.add_argument("--pooling", help="mean, cls or last: only for raw transformer checkpoints without saved pooling; "
+                   "eval takes several (mean,last) sharing one forward pass")
     p.add_argument("--device", help="cuda, mps or cpu (default: auto)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "auto"], help="default float32; bfloat16 is 2-3x faster on AMX CPUs")
     p.add_argument("--batch-size", type=int, default=64)
@@ -53,7 +54,7 @@ def cmd_data_list(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from llmcse.eval.run import EvalConfig, results_table_rows, run_evaluation
+    from llmcse.eval.run import EvalConfig, results_table_rows, run_evaluations
 
     cfg = EvalConfig(
         model=args.model, tasks=args.tasks, data_dir=args.data_dir, pooling=args.pooling, device=args.device,
@@ -65,11 +66,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(cfg), indent=2))
         return 0
     output_dir = Path(args.output_dir) if args.output_dir else None
-    results = run_evaluation(cfg, output_dir)
-    _print_table(f"{results['model']}  ({results['device']}, {results['dtype']}, {results['evaluation_time']:.0f} s)",
-                 results_table_rows(results))
+    all_results = run_evaluations(cfg, output_dir)
+    for results in all_results:
+        pooling = f", {results['pooling']} pooling" if results["pooling"] else ""
+        _print_table(f"{results['model']}  ({results['device']}, {results['dtype']}{pooling}, "
+                     f"{results['evaluation_time']:.0f} s)", results_table_rows(results))
     if output_dir:
-        print(f"results: {output_dir / 'results.json'}")
+        sub = [r["pooling"] for r in all_results] if len(all_results) > 1 else [""]
+        print("results: " + ", ".join(str(output_dir / s / "results.json") for s in sub))
     return 0
 
 
@@ -78,6 +82,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from llmcse.embed.files import read_texts, write_embeddings
     from llmcse.embed.models import load_embedder
 
+    if args.pooling and "," in args.pooling:
+        raise LlmcseError("embed takes one pooling (several are for eval)")
     ids, texts = read_texts(args.input, field=args.field)
     model = load_embedder(args.model, pooling=args.pooling, device=args.device, dtype=args.dtype,
                           max_seq_length=args.max_seq_length)

@@ -72,3 +72,28 @@ class CachedEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._cache[(prompt_name, t)] for t in texts])  # (len(texts), dim)
+
+
+class PoolingSlice:
+    """One pooling's view of a multi-pooling encoder (``--pooling mean,last``).
+
+    The base model concatenates [pooling_0 | pooling_1 | ...]; this view takes columns
+    ``start:end`` and renormalises them, which equals running that pooling alone, while the
+    transformer runs once for all poolings (half the cost for two).
+    """
+
+    def __init__(self, base: CachedEncoder, start: int, end: int):
+        self.base, self.start, self.end = base, start, end
+
+    @property
+    def dim(self) -> int:
+        return self.end - self.start
+
+    @property
+    def texts_encoded(self) -> int:
+        return self.base.texts_encoded
+
+    def encode(self, texts: Sequence[str], prompt_name: str | None = None) -> np.ndarray:
+        part = self.base.encode(texts, prompt_name)[:, self.start:self.end]  # (n, dim)
+        norms = np.linalg.norm(part, axis=1, keepdims=True)
+        return (part / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -175,7 +175,8 @@ def load_embedder(
     Args:
         spec: A sentence-transformers folder or hub id, a raw transformers folder or hub id,
             a bundled alias, or a ``.gguf`` file.
-        pooling: ``mean``, ``cls`` or ``last``, only for raw transformer checkpoints.
+        pooling: ``mean``, ``cls`` or ``last``, only for raw transformer checkpoints. Several,
+            comma-separated, give one vector per pooling concatenated (see ``PoolingSlice``).
         device: ``cuda``, ``mps``, ``cpu``; None picks automatically.
         dtype: ``float32`` (default, exact), ``bfloat16``, ``float16`` or ``auto``.
         max_seq_length: Truncation length in tokens (None keeps the model's own).
@@ -191,8 +192,10 @@ def load_embedder(
     torch_dtype = resolve_dtype(dtype, device)
     path = resolve_model_path(spec)
     model_kwargs = {"dtype": torch_dtype}
-    if pooling is not None and pooling not in POOLING_MODES:
-        raise LlmcseError(f"unknown pooling {pooling!r}; choose one of mean, cls, last")
+    poolings = pooling.split(",") if pooling else []
+    for p in poolings:
+        if p not in POOLING_MODES:
+            raise LlmcseError(f"unknown pooling {p!r}; choose one of mean, cls, last (comma-separated for several)")
 
     if _is_sentence_transformers_folder(path):
         if pooling is not None:
@@ -214,7 +217,10 @@ def load_embedder(
             # Decoder LLMs often have no pad token; the attention mask hides it anyway.
             tokenizer.pad_token = tokenizer.eos_token
         dim = transformer.get_embedding_dimension()
-        model = SentenceTransformer(modules=[transformer, Pooling(dim, pooling_mode=POOLING_MODES[pooling])], device=device)
+        # Several poolings ("mean,last") share one forward pass; their vectors are concatenated in order.
+        modes = tuple(POOLING_MODES[p] for p in pooling.split(","))
+        model = SentenceTransformer(modules=[transformer, Pooling(dim, pooling_mode=modes if len(modes) > 1 else modes[0])],
+                                    device=device)
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     model.eval()

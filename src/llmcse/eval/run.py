@@ -123,6 +123,18 @@ def run_evaluation(cfg: EvalConfig, output_dir: str | Path | None = None) -> dic
     Returns:
         The results dict (the same content as results.json).
     """
+    results = run_evaluations(cfg, output_dir)
+    if len(results) > 1:
+        raise LlmcseError("several poolings give several results; call run_evaluations")
+    return results[0]
+
+
+def run_evaluations(cfg: EvalConfig, output_dir: str | Path | None = None) -> list[dict]:
+    """Like ``run_evaluation``, but ``cfg.pooling`` may list several poolings ("mean,last").
+
+    They share one forward pass per text; each gets its own results (in
+    ``output_dir/<pooling>/`` when there are several).
+    """
     data_dir = resolve_data_dir(cfg.data_dir)
     catalog = TaskCatalog(data_dir)
     selected = catalog.select(cfg.tasks)
@@ -133,52 +145,68 @@ def run_evaluation(cfg: EvalConfig, output_dir: str | Path | None = None) -> dic
             raise LlmcseError(f"--model bm25 is a lexical retriever; it only runs retrieval tasks, not {', '.join(not_retrieval)}")
 
     started = time.perf_counter()
-    encoder, device, resolved = None, "cpu", cfg.model
+    poolings = cfg.pooling.split(",") if cfg.pooling else [None]
+    encoders, device, resolved = [None], "cpu", cfg.model
     if not is_lexical:
-        from llmcse.embed.encode import CachedEncoder
+        from llmcse.embed.encode import CachedEncoder, PoolingSlice
         from llmcse.embed.models import auto_device, load_embedder, resolve_model_path
 
         device = cfg.device or auto_device()
         resolved = resolve_model_path(cfg.model)
         model = load_embedder(resolved, pooling=cfg.pooling, device=device, dtype=cfg.dtype, max_seq_length=cfg.max_seq_length)
-        encoder = CachedEncoder(model, batch_size=cfg.batch_size, show_progress_bar=cfg.show_progress_bar)
+        base = CachedEncoder(model, batch_size=cfg.batch_size, show_progress_bar=cfg.show_progress_bar)
+        width = base.dim // len(poolings)
+        encoders = [base] if len(poolings) == 1 else [PoolingSlice(base, i * width, (i + 1) * width)
+                                                      for i in range(len(poolings))]
     load_seconds = time.perf_counter() - started
 
+    all_results = []
+    for pooling, encoder in zip(poolings, encoders):
+        one_cfg = EvalConfig(**{**asdict(cfg), "pooling": pooling})
+        t0 = time.perf_counter()
+        tasks, data_files = _evaluate_tasks(selected, encoder, one_cfg, data_dir)
+        config = {k: v for k, v in asdict(one_cfg).items() if k not in ("show_progress_bar", "data_dir")}
+        results = {
+            "model": cfg.model,
+            "model_path": resolved,
+            "pooling": pooling,
+            "tasks": tasks,
+            "averages": compute_averages(tasks),
+            "config": config,
+            "config_hash": config_hash(config),
+            "data_dir": str(data_dir),
+            "data_files": data_files,
+            "device": device,
+            "dtype": None if is_lexical else (cfg.dtype or "float32"),
+            "seed": cfg.seed,
+            "texts_encoded": encoder.texts_encoded if encoder else 0,
+            "model_load_time": round(load_seconds, 2),
+            "evaluation_time": round(time.perf_counter() - t0 + (load_seconds if not all_results else 0), 2),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": library_versions(),
+        }
+        if len(poolings) > 1:
+            results["shared_forward_pass_with"] = [p for p in poolings if p != pooling]
+        if output_dir is not None:
+            write_results(results, Path(output_dir) / pooling if len(poolings) > 1 else Path(output_dir))
+        all_results.append(results)
+    return all_results
+
+
+def _evaluate_tasks(selected, encoder, cfg: EvalConfig, data_dir: Path) -> tuple[dict[str, dict], dict[str, str]]:
     tasks: dict[str, dict] = {}
     data_files: dict[str, str] = {}
     searcher_cache: dict = {}
     for spec, split in selected:
         key = result_key(spec, split)
-        logger.info("evaluating %s (%s, split %s)", key, spec.kind, split)
+        logger.info("evaluating %s (%s, split %s%s)", key, spec.kind, split, f", pooling {cfg.pooling}" if cfg.pooling else "")
         t0 = time.perf_counter()
         result = _evaluate_one(spec, split, encoder, searcher_cache, cfg)
         result = {"main_score": result.pop("main_score"), "main_metric": spec.main_metric, "split": split, **result}
         result["evaluation_time"] = round(time.perf_counter() - t0, 2)
         tasks[key] = result
         data_files.update(task_data_files(spec, split, data_dir))
-
-    config = {k: v for k, v in asdict(cfg).items() if k not in ("show_progress_bar", "data_dir")}
-    results = {
-        "model": cfg.model,
-        "model_path": resolved,
-        "tasks": tasks,
-        "averages": compute_averages(tasks),
-        "config": config,
-        "config_hash": config_hash(config),
-        "data_dir": str(data_dir),
-        "data_files": data_files,
-        "device": device,
-        "dtype": cfg.dtype or "float32",
-        "seed": cfg.seed,
-        "texts_encoded": encoder.texts_encoded if encoder else 0,
-        "model_load_time": round(load_seconds, 2),
-        "evaluation_time": round(time.perf_counter() - started, 2),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": library_versions(),
-    }
-    if output_dir is not None:
-        write_results(results, Path(output_dir))
-    return results
+    return tasks, data_files
 
 
 def results_table_rows(results: dict) -> list[tuple[str, str, str, str]]:
