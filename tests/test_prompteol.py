@@ -114,7 +114,8 @@ def test_saved_folder_uses_only_stock_modules_and_keeps_the_template_with_the_to
     tokenizer_config = json.loads((saved_dir / "tokenizer_config.json").read_text())
     assert tokenizer_config["padding_side"] == "left" and tokenizer_config["truncation_side"] == "right"
     assert 'means in one word:' in (saved_dir / "chat_template.jinja").read_text()
-    for name in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "tokenizer_config.json"):
+    for name in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+                 "tokenizer_config.json"):
         assert "llmcse" not in (saved_dir / name).read_text()
     record = json.loads((saved_dir / "prompteol.json").read_text())
     assert record["prompt"] == 'This sentence : "[text]" means in one word:"' and record["icl"] == 0
@@ -125,6 +126,11 @@ def test_plain_sentence_transformers_load_gives_the_builders_vectors(built, load
     sentences = [SHORT, LONG, '  She asked: “Is it raining?”  ', "x"]
     np.testing.assert_allclose(loaded.encode(sentences), built.encode(sentences), atol=1e-6)
     assert rendered(loaded, SHORT) == 'This sentence : "A cat sleeps." means in one word:"'
+
+
+def test_a_structured_user_message_embeds_like_the_plain_string(loaded):
+    message = [{"role": "user", "content": [{"type": "text", "text": SHORT}]}]
+    np.testing.assert_allclose(loaded.encode([message]), loaded.encode([SHORT]), atol=1e-6)
 
 
 def test_saved_folder_loads_in_a_process_where_llmcse_cannot_be_imported(built, saved_dir, tmp_path):

@@ -274,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--max-batch", type=int, default=32, help="concurrent requests generated together")
     se.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     se.set_defaults(func=cmd_serve_llm)
+
+    from llmcse.embed.prompteol import add_prompteol_parser
+
+    add_prompteol_parser(sub)
     return parser
 
 

@@ -49,7 +49,8 @@ class CachedEncoder:
 
     @property
     def dim(self) -> int:
-        return self.model.get_sentence_embedding_dimension()
+        model = self.model
+        return model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension()
 
     def encode(self, texts: Sequence[str], prompt_name: str | None = None) -> np.ndarray:
         """Embed ``texts``; returns (len(texts), dim) float32, unit length rows."""

@@ -272,7 +272,8 @@ def chat_template_source(
         chain = "".join(f".replace({_jinja_str(a)}, {_jinja_str(b)})" for a, b in CURLY_QUOTES.items())
         steps.append(f"{{%- set t = t{chain} -%}}")
     if cleanup.final_period:
-        steps.append(f'{{%- if t and t[-1] not in {_jinja_str(FINAL_PUNCTUATION)} -%}}{{%- set t = t ~ "." -%}}{{%- endif -%}}')
+        ends = _jinja_str(FINAL_PUNCTUATION)
+        steps.append(f'{{%- if t and t[-1] not in {ends} -%}}{{%- set t = t ~ "." -%}}{{%- endif -%}}')
     if cleanup.single_quotes:
         steps.append("{%- set t = t.replace('\"', \"'\") -%}")
     if cleanup.question_to_period:
@@ -286,7 +287,8 @@ def chat_template_source(
         "{%- endif -%}",
         "{%- set content = messages[0].content -%}",
         "{%- if content is string -%}{%- set t = content -%}",
-        "{%- else -%}{%- set t = content | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}",
+        "{%- else -%}",
+        "{%- set t = content | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}",
         "{%- endif -%}",
         *steps,
         ("{{- bos_token -}}" if add_bos else ""),
@@ -449,7 +451,7 @@ def save_prompteol_model(
     model = build_prompteol_model(base, template, icl, **build_kwargs)
     model.save(str(out))
     tpl = get_template(template)
-    cleanup = Cleanup(*(build_kwargs.get(f, True) for f in Cleanup.__dataclass_fields__))
+    cleanup = Cleanup(**{f: build_kwargs.get(f, True) for f in Cleanup.__dataclass_fields__})  # the builder's defaults
     demos = build_kwargs.get("demos")
     cfg = PromptEOLConfig(base=base, template=tpl.name, icl=icl, cleanup=cleanup,
                           normalize=build_kwargs.get("normalize", True),
@@ -577,17 +579,20 @@ def add_prompteol_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "prompteol", help="save a decoder LLM as a PromptEOL sentence embedder (plain sentence-transformers folder)",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base", required=True, help="causal LM: folder, hub id, bundled name (SmolLM2-135M-Instruct) or .gguf")
+    p.add_argument("--base", required=True,
+                   help="causal LM: folder, hub id, bundled name (SmolLM2-135M-Instruct) or .gguf")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--template", default="prompteol", help="prompt template (default: prompteol; see below)")
     p.add_argument("--icl", type=int, default=0, help=f"in-context demos to prepend (0-{len(DEMOS)}; default 0)")
     p.add_argument("--no-strip", action="store_true", help="keep leading/trailing whitespace")
     p.add_argument("--no-straight-quotes", action="store_true", help="keep typographic quotes")
-    p.add_argument("--no-final-period", action="store_true", help="do not add '.' to sentences without final punctuation")
+    p.add_argument("--no-final-period", action="store_true",
+                   help="do not add '.' to sentences that end without . ? \" '")
     p.add_argument("--keep-double-quotes", action="store_true", help="do not turn \" into ' inside the sentence")
     p.add_argument("--keep-question-mark", action="store_true", help="do not turn a final ? into .")
     p.add_argument("--max-seq-length", type=int, help="token budget of the whole prompt (the sentence is truncated)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="dtype of the saved weights (default float32)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="dtype of the saved weights (default float32)")
     p.add_argument("--device", default="cpu", help="device used while building and verifying (default cpu)")
     p.add_argument("--no-normalize", action="store_true", help="leave out the Normalize module")
     p.add_argument("--no-verify", action="store_true", help="skip reloading the saved folder to compare vectors")
