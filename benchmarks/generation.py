@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--note", default="", help="conditions worth recording (e.g. other load on the machine)")
     args = parser.parse_args()
 
     import torch
@@ -67,7 +68,7 @@ def main() -> None:
               "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
               "command": "python benchmarks/generation.py " + " ".join(
                   f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()),
-              "rows": rows}
+              "note": args.note, "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "generation.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Generation throughput", "", f"{args.model}, {result['dtype']}, {gen.device}, {result['torch_threads']} threads, "
@@ -75,6 +76,8 @@ def main() -> None:
              "| mode | batch | prompts | tokens/s | speedup vs naive |", "|---|---|---|---|---|"]
     lines += [f"| {r['mode']} | {r['batch_size']} | {r['prompts']} | {r['tokens_per_s']} | {r['speedup']}x |" for r in rows]
     lines += ["", f"Command: `{result['command']}`"]
+    if args.note:
+        lines += ["", f"Note: {args.note}"]
     (RESULTS / "generation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
