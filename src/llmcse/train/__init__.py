@@ -1,0 +1,1 @@
+"""Training: contrastive losses (sentence-transformers style nn.Modules) and recipes."""
