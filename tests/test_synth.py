@@ -148,7 +148,7 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
     seed_file.write_text("\n".join(seeds) + "\n", encoding="utf-8")
     out = tmp_path / "gen.jsonl"
     cmd = [sys.executable, "-m", "llmcse.cli", "-q", "generate", "--recipe", "nli", "--seeds", str(seed_file),
-           "--llm", "fake:delay=0.002", "--out", str(out), "--chunk-size", "4"]
+           "--llm", "fake:delay=0.01", "--out", str(out), "--chunk-size", "4"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline and (not out.exists() or out.read_text(encoding="utf-8").count("\n") < 12):
