@@ -173,6 +173,21 @@ def _add_llm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="hf: back ends (auto: bf16 where fast)")
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from llmcse.train.run import apply_recipe_defaults, cli_config, run_training, summary_line
+
+    cfg, explicitly_set = cli_config(args)
+    cfg = apply_recipe_defaults(cfg, explicitly_set)
+    if args.dry_run:
+        print(json.dumps(asdict(cfg), indent=2))
+        return 0
+    print(summary_line(run_training(cfg, data_dir=args.data_dir)))
+    print(f"model: {cfg.out} (loads with SentenceTransformer({cfg.out!r}))")
+    return 0
+
+
 def _print_table(title: str, rows: list[tuple[str, ...]]) -> None:
     try:
         from rich.console import Console
@@ -274,6 +289,22 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--max-batch", type=int, default=32, help="concurrent requests generated together")
     se.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     se.set_defaults(func=cmd_serve_llm)
+
+    tr = sub.add_parser("train", help="contrastive training recipes on the sentence-transformers Trainer",
+                        epilog="examples:\n  llmcse train --recipe sup-simcse --data ../shared/data/nli/triplets.tsv "
+                               "--out runs/sup\n  llmcse train --recipe ngcse --data runs/sts3.kept.jsonl --out runs/ngcse "
+                               "--set max_steps=200 --set lr=3e-5\nrecipes: unsup-simcse (sentences .txt), sup-simcse and "
+                               "synth-nli and multicsr (triplets .tsv/.jsonl), ngcse (sts3 .jsonl)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("--recipe", required=True, choices=["unsup-simcse", "sup-simcse", "synth-nli", "ngcse", "multicsr"])
+    tr.add_argument("--data", required=True, help="training data file")
+    tr.add_argument("--base", default="all-MiniLM-L6-v2", help="model to start from")
+    tr.add_argument("--out", required=True, help="output model folder")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a TrainConfig field, e.g. --set max_steps=100 (repeatable)")
+    tr.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    _add_data_dir(tr)
+    tr.set_defaults(func=cmd_train)
 
     from llmcse.embed.prompteol import add_prompteol_parser
 

@@ -1,0 +1,38 @@
+"""Training recipes: which data kind, which loss, which defaults. Small on purpose."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    recipe: str = "sup-simcse"
+    data: str = ""
+    base: str = "all-MiniLM-L6-v2"
+    out: str = "runs/model"
+    pooling: str | None = None  # only for raw transformer bases
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 64  # per device: the in-batch negatives are global batch = this x devices x accumulation
+    gradient_accumulation: int = 1
+    lr: float = 5e-5  # SimCSE sup: 5e-5 (BERT-base)
+    warmup_ratio: float = 0.0
+    temperature: float = 0.05
+    false_negative_threshold: float | None = None  # multicsr: 0.95
+    beta: float = 1.0  # HT loss weight (ngcse)
+    max_seq_length: int = 32  # SimCSE truncates to 32 tokens
+    eval_steps: int = 125  # evaluate every this many steps; the best checkpoint is kept
+    eval_task: str = "stsb:dev"  # model selection on a dev split only, never on test
+    seed: int = 42
+    max_examples: int | None = None  # take the first N rows (same-size comparisons)
+
+
+# recipe -> (data kind, loss name, deviations from TrainConfig defaults with the reason)
+RECIPES: dict[str, tuple[str, str, dict]] = {
+    "unsup-simcse": ("unlabeled", "info_nce", {"lr": 3e-5}),  # SimCSE unsup: 3e-5, dropout positives
+    "sup-simcse": ("triplets", "info_nce", {}),
+    "synth-nli": ("triplets", "info_nce", {}),  # LLM-made triplets, same loss as sup-simcse
+    "ngcse": ("sts3", "hierarchical_triplet", {}),
+    "multicsr": ("triplets", "info_nce", {"false_negative_threshold": 0.95}),  # masking of in-batch false negatives
+}

@@ -1,0 +1,124 @@
+"""``llmcse train``: a recipe on the stock SentenceTransformerTrainer, best STS-B dev checkpoint kept,
+saved as a plain sentence-transformers folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from llmcse.errors import LlmcseError
+from llmcse.train.data import read_rows, to_dataset
+from llmcse.train.recipes import RECIPES, TrainConfig
+from llmcse.utils.io import atomic_write_json, config_hash
+
+logger = logging.getLogger(__name__)
+
+
+def apply_recipe_defaults(cfg: TrainConfig, explicitly_set: set[str]) -> TrainConfig:
+    """Fill the recipe's deviations for fields the user did not set."""
+    if cfg.recipe not in RECIPES:
+        raise LlmcseError(f"unknown recipe {cfg.recipe!r}; one of {', '.join(RECIPES)}")
+    _, _, deviations = RECIPES[cfg.recipe]
+    return dataclasses.replace(cfg, **{k: v for k, v in deviations.items() if k not in explicitly_set})
+
+
+def build_loss(name: str, model, cfg: TrainConfig):
+    from llmcse.train.losses import HierarchicalTripletLoss, InfoNCELoss
+
+    if name == "info_nce":
+        return InfoNCELoss(model, temperature=cfg.temperature, false_negative_threshold=cfg.false_negative_threshold)
+    return HierarchicalTripletLoss(model, beta=cfg.beta, temperature=cfg.temperature,
+                                   false_negative_threshold=cfg.false_negative_threshold)
+
+
+def dev_evaluator(task: str, data_dir: str | None):
+    """sentence-transformers' STS evaluator on an STS dev split (``task:split``), named ``dev``."""
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+    from llmcse.data.loaders import load_sts
+    from llmcse.data.paths import resolve_data_dir
+    from llmcse.data.tasks import TaskCatalog
+
+    [(spec, split)] = TaskCatalog(resolve_data_dir(data_dir)).select(task)
+    if spec.kind != "sts" or split == "test":
+        raise LlmcseError(f"eval_task {task!r}: model selection needs an STS dev split (e.g. stsb:dev), not {spec.kind} {split}")
+    pairs = load_sts(spec.file_for(split))
+    return EmbeddingSimilarityEvaluator([p.sentence1 for p in pairs], [p.sentence2 for p in pairs],
+                                        [p.score for p in pairs], main_similarity="cosine", name="dev",
+                                        write_csv=False, batch_size=64)
+
+
+def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
+    """Train, keep the best STS-B dev checkpoint, save it to ``cfg.out``; return a summary."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    from llmcse.embed.models import load_embedder
+
+    kind, loss_name, _ = RECIPES[cfg.recipe]
+    rows = read_rows(cfg.data, kind)
+    if cfg.max_examples is not None:
+        rows = rows[: cfg.max_examples]
+    if len(rows) < cfg.batch_size:
+        raise LlmcseError(f"{cfg.data}: {len(rows)} training rows, fewer than one batch of {cfg.batch_size}")
+    train_dataset = to_dataset(rows, kind)
+    model = load_embedder(cfg.base, pooling=cfg.pooling, device="cpu" if not torch.cuda.is_available() else None,
+                          max_seq_length=cfg.max_seq_length)
+    out = Path(cfg.out)
+    devices = max(torch.cuda.device_count(), 1)
+    global_batch = cfg.batch_size * devices * cfg.gradient_accumulation
+    steps = cfg.max_steps if cfg.max_steps > 0 else int(cfg.epochs * len(rows) // (cfg.batch_size * devices) // cfg.gradient_accumulation)
+    logger.info("recipe %s: %d rows, global batch %d (= %d per device x %d devices x %d accumulation; "
+                "in-batch negatives per anchor %d), %d steps", cfg.recipe, len(rows), global_batch, cfg.batch_size,
+                devices, cfg.gradient_accumulation, global_batch - 1, steps)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation,
+        learning_rate=cfg.lr, warmup_ratio=cfg.warmup_ratio, seed=cfg.seed, data_seed=cfg.seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,  # a duplicate text in a batch would be a false negative
+        eval_strategy="steps", eval_steps=cfg.eval_steps, save_strategy="steps", save_steps=cfg.eval_steps,
+        save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_dev_spearman_cosine",
+        greater_is_better=True, logging_steps=max(1, min(cfg.eval_steps, 50)), report_to="none",
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    loss = build_loss(loss_name, model, cfg)
+    evaluator = dev_evaluator(cfg.eval_task, data_dir)
+    before = evaluator(model)["dev_spearman_cosine"]
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
+    trainer.train()
+    after = evaluator(model)["dev_spearman_cosine"]
+    model.save(str(out))
+    config = dataclasses.asdict(cfg)
+    summary = {"recipe": cfg.recipe, "rows": len(rows), "global_batch": global_batch, "steps": trainer.state.global_step,
+               "eval_task": cfg.eval_task, "dev_spearman_before": round(100 * before, 2),
+               "dev_spearman_after": round(100 * after, 2),
+               "best_checkpoint": trainer.state.best_model_checkpoint,
+               "masked_false_negatives": getattr(getattr(loss, "info_nce", loss), "masked_total", None),
+               "log_history": trainer.state.log_history, "config": config, "config_hash": config_hash(config)}
+    atomic_write_json(out / "llmcse_training.json", summary)
+    logger.info("%s Spearman %.2f -> %.2f; saved %s", cfg.eval_task, 100 * before, 100 * after, out)
+    return summary
+
+
+def cli_config(args) -> tuple[TrainConfig, set[str]]:
+    """TrainConfig from argparse values plus ``--set key=value`` (type-checked), and what was set."""
+    from llmcse.config import build_section, parse_override
+
+    values = {"recipe": args.recipe, "data": args.data, "base": args.base, "out": args.out}
+    for text in args.set or []:
+        section, key, value = parse_override(text if "." in text.split("=")[0] else f"train.{text}")
+        if section != "train":
+            raise LlmcseError(f"--set {text}: llmcse train only has train.* settings")
+        values[key] = value
+    cfg = build_section(TrainConfig, values, "train")
+    return cfg, set(values)
+
+
+def summary_line(summary: dict) -> str:
+    return (f"{summary['recipe']}: {summary['rows']} rows, {summary['steps']} steps, global batch "
+            f"{summary['global_batch']}; {summary['eval_task']} Spearman {summary['dev_spearman_before']} -> "
+            f"{summary['dev_spearman_after']}" + (f"; masked false negatives {summary['masked_false_negatives']}"
+                                                       if summary["masked_false_negatives"] else ""))
+
