@@ -105,7 +105,7 @@ def test_console_script_help_runs():
 
 
 def test_importing_llmcse_loads_no_heavy_or_optional_library():
-    code = ("import sys, llmcse, llmcse.cli, llmcse.data.tasks; "
+    code = ("import sys, llmcse, llmcse.cli, llmcse.data.tasks; llmcse.cli.build_parser(); "
             "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers', 'faiss', 'bm25s') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
