@@ -101,3 +101,23 @@ def test_eval_with_two_poolings_writes_one_results_file_each(raw_decoder_dir, ti
     saved = json.loads((tmp_path / "out" / "last" / "results.json").read_text())
     assert saved["config"]["pooling"] == "last" and saved["shared_forward_pass_with"] == ["mean"]
     assert results[0]["tasks"]["toysts"]["main_score"] != results[1]["tasks"]["toysts"]["main_score"]
+
+
+def test_raw_checkpoint_with_a_chat_template_embeds_the_plain_sentence(raw_decoder_dir, tmp_path):
+    """Regression: sentence-transformers 6 wraps inputs in a tokenizer's chat template by default, which
+    turned SmolLM2 'mean pooling' into pooling over a system prompt (STS-B 22.8 instead of 37.2)."""
+    import shutil
+
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = tmp_path / "with-template"
+    shutil.copytree(raw_decoder_dir, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = "<|system|>You are helpful.{% for m in messages %}<|user|>{{ m['content'] }}{% endfor %}"
+    tokenizer.save_pretrained(folder)
+    model = load_embedder(str(folder), pooling="last", device="cpu")
+    hf = AutoModel.from_pretrained(folder).eval()
+    ids = AutoTokenizer.from_pretrained(folder)("the dog barks", return_tensors="pt")
+    with torch.no_grad():
+        expected = hf(**ids).last_hidden_state[0, -1].numpy()
+    np.testing.assert_allclose(model.encode(["the dog barks"])[0], expected, atol=1e-5)

@@ -211,7 +211,11 @@ def load_embedder(
         if pooling is None:
             logger.warning("%s has no saved pooling; using mean pooling (pass --pooling to choose)", spec)
             pooling = "mean"
-        transformer = Transformer(path, model_kwargs=model_kwargs)
+        # Text only: sentence-transformers 6 would otherwise wrap every input in the tokenizer's chat
+        # template (SmolLM2's adds a system prompt), which is not "mean/last pooling of the sentence".
+        transformer = Transformer(path, model_kwargs=model_kwargs,
+                                  modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+                                  module_output_name="token_embeddings")
         tokenizer = transformer.tokenizer
         if tokenizer.pad_token is None:
             # Decoder LLMs often have no pad token; the attention mask hides it anyway.
