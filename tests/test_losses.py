@@ -96,3 +96,13 @@ def test_gradients_reach_the_model_and_masks_are_counted(minilm):
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert torch.isfinite(loss) and grads and any(g.abs().sum() > 0 for g in grads)
     assert loss_fn.info_nce.logits_total == 2 * 4  # 2 anchors x (2 positives + 2 hard negatives)
+
+
+def test_a_frozen_reference_model_masks_near_duplicate_in_batch_negatives(minilm):
+    model, reference = copy.deepcopy(minilm), copy.deepcopy(minilm)
+    loss_fn = InfoNCELoss(model, false_negative_threshold=0.9, reference_model=reference)
+    anchors = ["A man is playing a guitar.", "A man plays the guitar."]  # each is the other's false negative
+    positives = ["A man is playing guitar.", "Someone plays a guitar."]
+    loss = loss_fn([model.tokenize(anchors), model.tokenize(positives)], None)
+    assert torch.isfinite(loss) and loss_fn.masked_total >= 1
+    assert not any(p.requires_grad for p in reference.parameters())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -51,13 +50,7 @@ class HierarchicalTripletLoss(nn.Module):
         self.info_nce = InfoNCELoss(model, temperature, false_negative_threshold, reference_model)
 
     def forward(self, sentence_features, labels: Tensor | None = None) -> Tensor:
-        from sentence_transformers.base.losses.merged_forward import embed_columns
-
-        embeddings = embed_columns(self.model, sentence_features)
-        reference = None
-        if self.info_nce.false_negative_threshold is not None and self.info_nce.reference_model is not None:
-            with torch.no_grad():
-                reference = embed_columns(self.info_nce.reference_model, sentence_features)
+        embeddings, reference = self.info_nce.embed(sentence_features)
         return self.compute_loss_from_embeddings(embeddings, labels, reference)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None,

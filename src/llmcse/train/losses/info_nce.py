@@ -91,7 +91,8 @@ class InfoNCELoss(nn.Module):
         self.masked_total = 0  # logits masked since creation (reported by training)
         self.logits_total = 0
 
-    def forward(self, sentence_features, labels: Tensor | None = None) -> Tensor:
+    def embed(self, sentence_features) -> tuple[list[Tensor], list[Tensor] | None]:
+        """Embeddings of every column, and the frozen reference model's when masking uses one."""
         from sentence_transformers.base.losses.merged_forward import embed_columns
 
         embeddings = embed_columns(self.model, sentence_features)
@@ -99,6 +100,10 @@ class InfoNCELoss(nn.Module):
         if self.false_negative_threshold is not None and self.reference_model is not None:
             with torch.no_grad():
                 reference = embed_columns(self.reference_model, sentence_features)
+        return embeddings, reference
+
+    def forward(self, sentence_features, labels: Tensor | None = None) -> Tensor:
+        embeddings, reference = self.embed(sentence_features)
         return self.compute_loss_from_embeddings(embeddings, labels, reference)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None,
