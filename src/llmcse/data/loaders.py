@@ -16,6 +16,7 @@ from llmcse.data.readers import (
     iter_tsv,
     parse_float,
     parse_int,
+    read_tsv_header,
     require_text,
 )
 from llmcse.data.records import BeirDataset, Doc, LabeledPair, LabeledSentence, Query, STSPair, Triplet
@@ -63,9 +64,7 @@ def load_sentences(path: str | Path) -> list[str]:
 def load_labeled_sentences(path: str | Path) -> list[LabeledSentence] | list[LabeledPair]:
     """Read a transfer-task TSV: ``sentence label`` or ``sentence1 sentence2 label``."""
     path = Path(path)
-    with open(path, "rb") as f:
-        header = f.readline().decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n").split("\t")
-    if "sentence1" in header:
+    if "sentence1" in read_tsv_header(path):
         return [
             LabeledPair(
                 require_text(path, n, "sentence1", row["sentence1"]),

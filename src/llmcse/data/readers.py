@@ -31,6 +31,15 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
             yield line_no, text.rstrip("\r\n")
 
 
+def read_tsv_header(path: str | Path) -> list[str]:
+    """The column names of a headed TSV file (first line; BOM tolerated), without reading the rest."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingDataError(f"{path}: file not found")
+    with open(path, "rb") as f:
+        return f.readline().decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n").split("\t")
+
+
 def iter_tsv(path: str | Path, required: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """Read a headed, unquoted TSV file.
 

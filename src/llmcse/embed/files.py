@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmcse.data.readers import iter_jsonl, iter_text_lines, iter_tsv
+from llmcse.data.readers import iter_jsonl, iter_text_lines, iter_tsv, read_tsv_header
 from llmcse.errors import DataFormatError, LlmcseError
 
 TSV_TEXT_COLUMNS = ("sentence", "text", "sentence1")
@@ -43,8 +43,7 @@ def read_texts(path: str | Path, field: str | None = None) -> tuple[list[str], l
             ids.append(str(obj.get("_id", obj.get("id", line_no))))
             texts.append(text)
     elif suffix == ".tsv":
-        with open(path, encoding="utf-8", errors="replace") as f:
-            header = f.readline().rstrip("\r\n").lstrip("\ufeff").split("\t")
+        header = read_tsv_header(path)
         column = field or next((c for c in TSV_TEXT_COLUMNS if c in header), None)
         if column is None:
             raise DataFormatError(path, 1, f"no text column; header {header}; pass --field")
