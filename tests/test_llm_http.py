@@ -37,8 +37,8 @@ def test_chat_and_completion_requests_round_trip_through_the_server(serve):
     client = OpenAIHTTPGenerator(base, "test-model", concurrency=4)
     chats = [[{"role": "user", "content": f"Paraphrase: sentence number {i}"}] for i in range(10)]
     out = client.generate(chats, SamplingParams(max_new_tokens=8))
-    assert out == [f"{i} number sentence paraphrase" for i in range(10)]  # order kept under concurrency
-    assert client.generate(["Paraphrase: plain completion"], SamplingParams()) == ["completion plain paraphrase"]
+    assert out == [f"{i} number sentence paraphrase." for i in range(10)]  # order kept under concurrency
+    assert client.generate(["Paraphrase: plain completion"], SamplingParams()) == ["completion plain paraphrase."]
     assert client.stats.requests == 11 and client.stats.completion_tokens > 0
 
 

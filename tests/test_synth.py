@@ -64,7 +64,9 @@ def test_each_kind_of_bad_output_gets_its_reason_code():
     assert check_output("Человек едет на лошади по пляжу.", seed) == "wrong_language"
     assert check_output("bad \x00 bytes here", seed) == "wrong_language"
     assert check_output("A rider crosses the sand.", seed, other_fields=("a rider crosses the sand",)) == "same_as_other_field"
+    assert check_output("Someone rides a horse on the sand and the sun goes down over the", seed) == "unfinished"
     assert check_output("Someone rides a horse on the sand.", seed, demo_texts=demos) is None
+    assert check_output("Someone rides a horse", "A heading without a full stop") is None  # seed ends no sentence
 
 
 def test_shipped_templates_load_and_bad_templates_fail_clearly(tmp_path):

@@ -70,10 +70,11 @@ def truncate_at_stop(text: str, stop: tuple[str, ...]) -> str:
 
 def fake_rewrite(instruction_and_seed: str) -> str:
     """Deterministic stand-in for an LLM rewrite: the seed's words reversed, tagged with the
-    instruction's first word (so each field differs and none is a copy of the seed)."""
+    instruction's first word (so each field differs and none is a copy of the seed), ending in a
+    full stop like a finished sentence."""
     head, _, seed = instruction_and_seed.partition(": ")
-    words = (seed or head).split()
-    return " ".join(reversed(words)) + f" {head.split()[0].lower() if head.split() else 'x'}"
+    words = (seed or head).rstrip(".").split()
+    return " ".join(reversed(words)) + f" {head.split()[0].lower() if head.split() else 'x'}."
 
 
 @dataclass

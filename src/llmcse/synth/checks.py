@@ -21,7 +21,10 @@ REASONS = (
     "echoed_instruction",  # the instruction itself came back
     "wrong_language",   # mostly non-Latin letters, or control characters (bad bytes)
     "same_as_other_field",  # e.g. the "negative" equals the "positive"
+    "unfinished",       # cut off mid-sentence (hit the token limit): seed ends a sentence, output does not
 )
+
+_SENTENCE_END = tuple('.!?"\')”’»')
 
 
 def clean_output(text: str) -> str:
@@ -93,4 +96,6 @@ def check_output(
         return "wrong_language"
     if any(norm == normalize(o) for o in other_fields if o):
         return "same_as_other_field"
+    if seed.rstrip().endswith(_SENTENCE_END) and not text.endswith(_SENTENCE_END):
+        return "unfinished"
     return None
