@@ -201,21 +201,59 @@ def test_multicsr_thresholds_decide_as_the_paper_says():
 
 def test_filter_runs_cheap_checks_then_llm_scores_and_reports_reasons(tmp_path):
     scores = {"A man is riding a horse by the sea.": "4", "A man rides a camel on the beach.": "2"}
+    calls = []
 
     def scorer(text, i):
+        calls.append(text)
         sentence2 = text.rsplit("Sentence 2: ", 1)[1]
         return scores.get(sentence2, "five?")
 
     out = tmp_path / "kept.jsonl"
-    report = run_filter(FilterConfig(input=str(_generated(tmp_path)), out=str(out)), llm=FakeLLM(responder=scorer))
+    cfg = FilterConfig(input=str(_generated(tmp_path)), out=str(out), scoring="rating")
+    report = run_filter(cfg, llm=FakeLLM(responder=scorer))
     assert report["dropped_by_reason"] == {"positive_near_copy": 1, "positive_off_topic": 1}
     kept = read_jsonl(out)
     assert [r["id"] for r in kept] == ["a"]
     assert kept[0]["scores"] == {"positive": 4.0, "negative": 2.0}
-    assert kept[0]["filter"] == {"kept": True, "reason": None, "stage": "llm", "scorer": "fake:"}
-    # rerun: nothing decided twice
-    again = run_filter(FilterConfig(input=str(_generated(tmp_path)), out=str(out)), llm=FakeLLM(responder=scorer))
-    assert again["total"] == 3
+    assert kept[0]["filter"] == {"kept": True, "reason": None, "stage": "llm", "scorer": "fake:", "scoring": "rating"}
+    assert [r["id"] for r in read_jsonl(tmp_path / "kept.dropped.jsonl")] == ["b", "c"]
+    assert len(calls) == 2  # only record a reached the LLM: one call per field
+    # rerun: scores come from <out>.scores.jsonl, nothing is scored twice, outputs are rewritten the same
+    again = run_filter(cfg, llm=FakeLLM(responder=scorer))
+    assert again["total"] == 3 and len(calls) == 2 and read_jsonl(out) == kept
+    # tighter thresholds re-decide from the stored scores without asking the LLM again
+    strict = run_filter(FilterConfig(input=cfg.input, out=cfg.out, scoring="rating", t_pos=4.5), llm=FakeLLM(responder=scorer))
+    assert strict["kept"] == 0 and strict["dropped_by_reason"]["positive_score_low"] == 1 and len(calls) == 2
+
+
+def test_yesno_scoring_and_quantile_thresholds_for_a_weak_scorer(tmp_path):
+    """5 x P(Yes) from a back end with next-token probabilities; quantiles adapt to a compressed scale."""
+    rows = [{"id": str(i), "recipe": "nli", "seed": f"The council voted for library number {i} today.",
+             "positive": f"Today the council backed library number {i}.",
+             "negative": f"The council voted against library number {i} today."} for i in range(8)]
+    path = tmp_path / "gen.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    class NarrowScorer(FakeLLM):
+        """P(Yes) between 0.40 and 0.55: useless for fixed thresholds, still informative in order."""
+        def choice_probabilities(self, prompts, choices):
+            assert choices == ["Yes", "No"] and "mean the same thing" in prompts[0][-1]["content"]
+            out = []
+            for p in prompts:
+                text = p[-1]["content"]
+                i = int(text.split("number ")[2][0])
+                p_yes = (0.50 + 0.005 * i) if "backed" in text else (0.40 + 0.01 * i)
+                out.append([p_yes, 1 - p_yes])
+            return out
+
+    fixed = run_filter(FilterConfig(input=str(path), out=str(tmp_path / "fixed.jsonl")), llm=NarrowScorer())
+    assert fixed["kept"] == 0 and fixed["dropped_by_reason"] == {"positive_score_low": 8}
+    assert read_jsonl(tmp_path / "fixed.dropped.jsonl")[0]["scores"] == {"positive": 2.5, "negative": 2.0}
+    q = run_filter(FilterConfig(input=str(path), out=str(tmp_path / "q.jsonl"), quantile=0.25), llm=NarrowScorer())
+    # t_pos = 25% quantile of positives (i >= 2 pass), t_neg = 75% quantile of negatives (i <= 5 pass)
+    assert q["thresholds"]["from"] == "quantile 0.25"
+    assert sorted(r["id"] for r in read_jsonl(tmp_path / "q.jsonl")) == ["2", "3", "4", "5"]
+    assert q["dropped_by_reason"] == {"positive_score_low": 2, "negative_score_high": 2}
 
 
 def test_filter_names_the_line_of_a_record_missing_a_field(tmp_path):

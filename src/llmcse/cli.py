@@ -127,11 +127,17 @@ def cmd_filter(args: argparse.Namespace) -> int:
     from llmcse.synth.filter import FilterConfig, report_path, run_filter
 
     cfg = FilterConfig(input=args.input, out=args.out, llm=None if args.no_llm else args.llm, t_pos=args.t_pos,
-                       t_neg=args.t_neg)
+                       t_neg=args.t_neg, scoring=args.scoring, quantile=args.quantile)
     llm = None if args.no_llm else _load_llm_for_cli(args)
     r = run_filter(cfg, llm=llm)
     print(f"kept {r['kept']} of {r['total']} ({r['kept_fraction']}); dropped by reason: "
           + (", ".join(f"{k} {v}" for k, v in sorted(r["dropped_by_reason"].items())) or "none"))
+    t = r["thresholds"]
+    print(f"thresholds ({t['from']}): positive >= {t['t_pos']}, negative <= {t['t_neg']}")
+    if r["total"] and r["kept_fraction"] < 0.1 and cfg.quantile is None and r["score_stats"]:
+        print("note: fixed thresholds dropped over 90%: a small scorer's scores sit in a narrow band "
+              f"(positives: {r['score_stats']['positive']['quantiles_10_50_90']} at 10/50/90%); "
+              "try --quantile 0.25", file=sys.stderr)
     print(f"kept: {cfg.out}   report: {report_path(Path(cfg.out))}")
     return 0
 
@@ -268,12 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
     ge.set_defaults(func=cmd_generate)
 
     fi = sub.add_parser("filter", help="MultiCSR refinement: cheap checks, then LLM 0-5 scoring with thresholds",
-                        epilog="example:\n  llmcse filter --in runs/sts3.jsonl --out runs/sts3.kept.jsonl",
+                        epilog="example:\n  llmcse filter --in runs/sts3.jsonl --out runs/sts3.kept.jsonl --quantile 0.25\n"
+                               "Resumable: scores are kept in <out>.scores.jsonl.",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     fi.add_argument("--in", dest="input", required=True, help="records from llmcse generate")
     fi.add_argument("--out", required=True, help="kept records (dropped: <out>.dropped.jsonl, report: <out>.report.json)")
     fi.add_argument("--t-pos", type=float, default=3.0, help="keep positives scored >= this (MultiCSR: 3)")
     fi.add_argument("--t-neg", type=float, default=3.0, help="keep negatives scored <= this (MultiCSR: 3)")
+    fi.add_argument("--scoring", choices=["yesno", "rating"], default="yesno",
+                    help="yesno: 5 x P(Yes) to 'same meaning?' (default; small LLMs); rating: MultiCSR 0-5 rubric")
+    fi.add_argument("--quantile", type=float, default=None,
+                    help="thresholds from this run's scores: t_pos = this quantile of positive scores, "
+                         "t_neg = 1 - this quantile of negative scores (e.g. 0.25; for weak scorers)")
     fi.add_argument("--no-llm", action="store_true", help="cheap checks only")
     _add_llm_options(fi)
     fi.set_defaults(func=cmd_filter)

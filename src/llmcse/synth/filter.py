@@ -3,19 +3,28 @@
 1. Cheap checks first (no LLM): word overlap of each generated text with its seed, since a
    "positive" sharing almost every word is a near copy and one sharing almost none has
    drifted off topic, while a contradiction normally keeps most of the seed's words.
-2. LLM scoring second: the LLM rates each (seed, generated) pair on 0-5 with a rubric
-   prompt. Back ends that expose next-token probabilities (local transformers) give the
-   expected rating over the digits 0-5; others generate a digit at temperature 0.
+2. LLM scoring second, on a 0-5 scale, one of two ways (``scoring``):
+   - ``rating`` (MultiCSR): the LLM rates each (seed, generated) pair 0-5 with a rubric
+     prompt; back ends with next-token probabilities (local transformers) give the expected
+     rating over the digits, others generate a digit at temperature 0.
+   - ``yesno``: 5 x P("Yes") to "do the two sentences mean the same thing?". A small model
+     cannot use a 6-point rubric: on 200 STS-B train pairs the bundled SmolLM2-135M's expected
+     rating has Spearman 0.06 with the gold scores, its P(Yes) 0.38 (benchmarks/results/scorers.md).
 3. Rules (MultiCSR): keep if positive >= t_pos, negative <= t_neg and positive > negative;
-   for sts3 also positive >= intermediate >= negative.
+   for sts3 also positive >= intermediate >= negative. A weak scorer's scores are compressed
+   into a narrow band, so fixed thresholds keep all or nothing; ``quantile`` q instead sets
+   t_pos to the q-quantile of this run's positive scores and t_neg to the (1-q)-quantile of
+   its negative scores: scale-free, it drops the worst-scored fraction on each side.
 
-Scores and the decision are stored on every record; kept ones go to ``--out``, dropped ones
-to ``<out>.dropped.jsonl``, counts and examples to ``<out>.report.json``. Resumable like
-``generate``: records already decided are skipped on a rerun.
+Scores go to ``<out>.scores.jsonl`` as they are computed (append-only, so a killed run resumes
+where it stopped); then every record is decided and ``--out`` (kept), ``<out>.dropped.jsonl``
+and ``<out>.report.json`` are written whole, atomically. Scores and the decision are stored on
+every record.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -23,11 +32,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llmcse.errors import DataFormatError
+import numpy as np
+from tqdm.auto import tqdm
+
+from llmcse.errors import DataFormatError, LlmcseError
 from llmcse.llm.base import LLM, SamplingParams
 from llmcse.synth.checks import normalize
 from llmcse.synth.prompts import RECIPE_FIELDS
-from llmcse.utils.io import atomic_write_json
+from llmcse.utils.io import atomic_write_json, atomic_write_text
 from llmcse.utils.jsonl import AppendOnlyJsonl, read_jsonl
 
 logger = logging.getLogger(__name__)
@@ -42,6 +54,9 @@ SCORE_DEMOS = (
     ("A woman slices an onion in the kitchen.", "A woman is cutting vegetables.", "4"),
 )
 DIGITS = ["0", "1", "2", "3", "4", "5"]
+SAME_MEANING = ("Sentence 1: {a}\nSentence 2: {b}\nDo the two sentences mean the same thing? "
+                "Answer Yes or No.")  # no demos: with SmolLM2-135M they lowered Spearman (0.38 -> 0.28)
+SCORINGS = ("yesno", "rating")
 
 
 @dataclass
@@ -49,8 +64,10 @@ class FilterConfig:
     input: str = "generated.jsonl"
     out: str = "kept.jsonl"
     llm: str | None = "hf:SmolLM2-135M-Instruct"  # None: cheap checks only
+    scoring: str = "yesno"  # yesno | rating (see the module docstring)
     t_pos: float = 3.0  # MultiCSR: keep positives scored >= 3
     t_neg: float = 3.0  # ... and negatives scored <= 3
+    quantile: float | None = None  # set t_pos / t_neg from this run's score quantiles instead
     max_positive_overlap: float = 0.9  # word Jaccard with the seed above this: near copy
     min_positive_overlap: float = 0.2  # below this: the paraphrase drifted off topic
     min_negative_overlap: float = 0.1  # below this: an unrelated sentence, not a hard negative
@@ -87,8 +104,20 @@ def score_messages(a: str, b: str) -> list[dict]:
 _DIGIT = re.compile(r"[0-5](?:\.\d+)?")
 
 
-def score_pairs(llm: LLM, pairs: list[tuple[str, str]]) -> list[float | None]:
+def yesno_messages(a: str, b: str) -> list[dict]:
+    return [{"role": "user", "content": SAME_MEANING.format(a=a, b=b)}]
+
+
+def score_pairs(llm: LLM, pairs: list[tuple[str, str]], scoring: str = "yesno") -> list[float | None]:
     """0-5 similarity per pair; None where a generated answer held no rating."""
+    if scoring not in SCORINGS:
+        raise LlmcseError(f"unknown scoring {scoring!r}; choose one of {list(SCORINGS)}")
+    if scoring == "yesno":
+        prompts = [yesno_messages(a, b) for a, b in pairs]
+        if hasattr(llm, "choice_probabilities"):
+            return [round(5.0 * row[0], 4) for row in llm.choice_probabilities(prompts, ["Yes", "No"])]
+        outputs = llm.generate(prompts, SamplingParams(max_new_tokens=3, temperature=0.0, top_p=1.0))
+        return [_yes_or_no(text) for text in outputs]
     prompts = [score_messages(a, b) for a, b in pairs]
     if hasattr(llm, "choice_probabilities"):
         probs = llm.choice_probabilities(prompts, DIGITS)
@@ -101,14 +130,34 @@ def score_pairs(llm: LLM, pairs: list[tuple[str, str]]) -> list[float | None]:
     return scores
 
 
-def decide(record: dict, scores: dict[str, float | None], cfg: FilterConfig) -> str | None:
+def _yes_or_no(text: str | None) -> float | None:
+    word = (text or "").strip().lower()
+    return 5.0 if word.startswith("yes") else 0.0 if word.startswith("no") else None
+
+
+def resolve_thresholds(cfg: FilterConfig, scores: list[dict]) -> tuple[float, float]:
+    """(t_pos, t_neg): fixed, or this run's quantiles when ``cfg.quantile`` is set."""
+    if cfg.quantile is None:
+        return cfg.t_pos, cfg.t_neg
+    if not 0.0 <= cfg.quantile < 0.5:
+        raise LlmcseError(f"quantile must be in [0, 0.5), got {cfg.quantile}")
+    pos = [s["positive"] for s in scores if s.get("positive") is not None]
+    neg = [s["negative"] for s in scores if s.get("negative") is not None]
+    if not pos or not neg:
+        return cfg.t_pos, cfg.t_neg
+    return float(np.quantile(pos, cfg.quantile)), float(np.quantile(neg, 1.0 - cfg.quantile))
+
+
+def decide(record: dict, scores: dict[str, float | None], cfg: FilterConfig,
+           thresholds: tuple[float, float] | None = None) -> str | None:
     """MultiCSR's thresholds; the reason a record is dropped, or None to keep it."""
+    t_pos, t_neg = thresholds or (cfg.t_pos, cfg.t_neg)
     if any(v is None for v in scores.values()):
         return "score_unparseable"
     pos, neg = scores["positive"], scores["negative"]
-    if pos < cfg.t_pos:
+    if pos < t_pos:
         return "positive_score_low"
-    if neg > cfg.t_neg:
+    if neg > t_neg:
         return "negative_score_high"
     if pos <= neg:
         return "positive_not_above_negative"
@@ -135,62 +184,95 @@ def report_path(out: Path) -> Path:
     return out.with_name(out.stem + ".report.json")
 
 
-def run_filter(cfg: FilterConfig, llm: LLM | None = None) -> dict:
+def scores_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".scores.jsonl")
+
+
+def run_filter(cfg: FilterConfig, llm: LLM | None = None, show_progress_bar: bool | None = None) -> dict:
+    from llmcse.embed.encode import progress_enabled
     from llmcse.llm import load_llm
 
     in_path, out = Path(cfg.input), Path(cfg.out)
     records = read_jsonl(in_path)
     _validate(records, in_path)
-    kept_file, dropped_file = AppendOnlyJsonl(out), AppendOnlyJsonl(dropped_path(out))
-    done = {r["id"] for r in kept_file.read()} | {r["id"] for r in dropped_file.read()}
-    pending = [r for r in records if r["id"] not in done]
+    if cfg.scoring not in SCORINGS:
+        raise LlmcseError(f"unknown scoring {cfg.scoring!r}; choose one of {list(SCORINGS)}")
+    scorer = None if not cfg.llm else (cfg.llm if llm is None else llm.spec)
+    scores_file = AppendOnlyJsonl(scores_path(out))
+    # A scores row counts only for the scorer that made it: change the scorer and records are rescored.
+    scored = {r["id"]: r for r in scores_file.read() if (r.get("scorer"), r.get("scoring")) == (scorer, cfg.scoring)}
+    pending = [r for r in records if r["id"] not in scored]
     if pending and cfg.llm and llm is None:
         llm = load_llm(cfg.llm)
     started = time.perf_counter()
+    bar = tqdm(total=len(records), initial=len(records) - len(pending), unit="rec", desc="filter",
+               disable=not progress_enabled(show_progress_bar))
     for start in range(0, len(pending), cfg.chunk_size):
         chunk = pending[start:start + cfg.chunk_size]
-        decided: list[tuple[dict, str | None]] = []
-        to_score = []
-        for r in chunk:
-            reason = cheap_check(r, cfg)
-            if reason:
-                decided.append(({**r, "filter": {"kept": False, "reason": reason, "stage": "cheap"}}, reason))
-            else:
-                to_score.append(r)
-        if to_score and llm is not None:
-            pairs, where = [], []
-            for j, r in enumerate(to_score):
-                for f in RECIPE_FIELDS[r["recipe"]]:
-                    pairs.append((r["seed"], r[f]))
-                    where.append((j, f))
-            flat = score_pairs(llm, pairs)
-            scores: list[dict] = [{} for _ in to_score]
-            for (j, f), s in zip(where, flat):
-                scores[j][f] = s
-            for r, s in zip(to_score, scores):
-                reason = decide(r, s, cfg)
-                decided.append(({**r, "scores": s, "filter": {"kept": reason is None, "reason": reason, "stage": "llm",
-                                                              "scorer": llm.spec}}, reason))
-        else:
-            decided += [({**r, "filter": {"kept": True, "reason": None, "stage": "cheap"}}, None) for r in to_score]
-        kept_file.append(r for r, reason in decided if reason is None)
-        dropped_file.append(r for r, reason in decided if reason is not None)
-        logger.info("filtered %d/%d records", min(start + cfg.chunk_size, len(pending)), len(pending))
-    report = filter_report(out, cfg)
+        rows = [{"id": r["id"], "scorer": scorer, "scoring": cfg.scoring, "cheap": cheap_check(r, cfg), "scores": None}
+                for r in chunk]
+        to_score = [(r, row) for r, row in zip(chunk, rows) if row["cheap"] is None and llm is not None]
+        pairs = [(r["seed"], r[f]) for r, _ in to_score for f in RECIPE_FIELDS[r["recipe"]]]
+        flat = iter(score_pairs(llm, pairs, cfg.scoring)) if pairs else iter(())
+        for r, row in to_score:
+            row["scores"] = {f: next(flat) for f in RECIPE_FIELDS[r["recipe"]]}
+        scores_file.append(rows)
+        scored.update((row["id"], row) for row in rows)
+        bar.update(len(chunk))
+    bar.close()
+    report = decide_all(records, scored, cfg, out)
     report["seconds_this_run"] = round(time.perf_counter() - started, 1)
     atomic_write_json(report_path(out), report)
     return report
 
 
-def filter_report(out: Path, cfg: FilterConfig) -> dict:
-    kept, dropped = read_jsonl(out), read_jsonl(dropped_path(out))
+def decide_all(records: list[dict], scored: dict[str, dict], cfg: FilterConfig, out: Path) -> dict:
+    """Decide every record from its stored scores; write kept, dropped and the report whole."""
+    thresholds = resolve_thresholds(cfg, [scored[r["id"]]["scores"] for r in records
+                                          if scored[r["id"]]["scores"] is not None])
+    kept, dropped = [], []
+    for r in records:
+        row = scored[r["id"]]
+        if row["cheap"] is not None:
+            reason, info = row["cheap"], {"stage": "cheap"}
+        elif row["scores"] is None:  # no scorer: cheap checks only
+            reason, info = None, {"stage": "cheap"}
+        else:
+            reason, info = decide(r, row["scores"], cfg, thresholds), {"stage": "llm", "scorer": row["scorer"],
+                                                                        "scoring": row["scoring"]}
+        record = {**r, **({"scores": row["scores"]} if row["scores"] is not None else {}),
+                  "filter": {"kept": reason is None, "reason": reason, **info}}
+        (kept if reason is None else dropped).append(record)
+    _write_jsonl(out, kept)
+    _write_jsonl(dropped_path(out), dropped)
+    return filter_report(kept, dropped, cfg, out, thresholds)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def _fields(r: dict) -> dict:
+    return {k: r.get(k) for k in ("seed", "positive", "intermediate", "negative", "scores") if k in r}
+
+
+def filter_report(kept: list[dict], dropped: list[dict], cfg: FilterConfig, out: Path,
+                  thresholds: tuple[float, float]) -> dict:
     reasons = Counter(r["filter"]["reason"] for r in dropped)
     total = len(kept) + len(dropped)
-    examples = {reason: [{k: r.get(k) for k in ("seed", "positive", "intermediate", "negative", "scores") if k in r}
-                         for r in dropped if r["filter"]["reason"] == reason][:3] for reason in reasons}
+    score_stats = {}
+    scored = [r["scores"] for r in kept + dropped if r.get("scores")]
+    for f in ("positive", "intermediate", "negative"):
+        vals = [s[f] for s in scored if s.get(f) is not None]
+        if vals:
+            score_stats[f] = {"mean": round(float(np.mean(vals)), 3),
+                              "quantiles_10_50_90": [round(float(q), 3) for q in np.quantile(vals, [0.1, 0.5, 0.9])]}
     return {"input": cfg.input, "out": str(out), "total": total, "kept": len(kept), "dropped": len(dropped),
             "kept_fraction": round(len(kept) / total, 4) if total else None, "dropped_by_reason": dict(reasons),
-            "examples_dropped": examples,
-            "examples_kept": [{k: r.get(k) for k in ("seed", "positive", "intermediate", "negative", "scores") if k in r}
-                              for r in kept[:5]],
+            "thresholds": {"t_pos": round(thresholds[0], 4), "t_neg": round(thresholds[1], 4),
+                           "from": f"quantile {cfg.quantile}" if cfg.quantile is not None else "fixed"},
+            "score_stats": score_stats,
+            "examples_dropped": {reason: [_fields(r) for r in dropped if r["filter"]["reason"] == reason][:3]
+                                 for reason in reasons},
+            "examples_kept": [_fields(r) for r in kept[:5]],
             "config": asdict(cfg)}

@@ -1,0 +1,79 @@
+"""Pair scorers for ``llmcse filter``: how well does each scoring method of an LLM track meaning?
+
+Two measurements per scoring method (``rating`` = MultiCSR's 0-5 rubric, ``yesno`` = 5 x P(Yes)
+to "same meaning?"), in one run, with the same LLM:
+- Spearman x100 of the score vs the gold similarity on a random sample of STS-B *train* pairs;
+- ordering accuracy on SNLI triplets: how often score(premise, entailment) > score(premise,
+  contradiction), which is exactly the filter's "positive > negative" rule.
+Writes ``benchmarks/results/scorers.json`` and ``scorers.md``.
+
+    python benchmarks/scorers.py [--llm hf:SmolLM2-135M-Instruct] [--n 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--llm", default="hf:SmolLM2-135M-Instruct")
+    parser.add_argument("--n", type=int, default=200, help="STS-B train pairs and SNLI triplets sampled")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from llmcse.data.loaders import load_sts, load_triplets
+    from llmcse.data.paths import resolve_data_dir
+    from llmcse.llm import load_llm
+    from llmcse.synth.filter import SCORINGS, score_pairs
+
+    data = resolve_data_dir()
+    rng = random.Random(args.seed)
+    sts = rng.sample(load_sts(data / "sts" / "stsb_train.tsv"), args.n)
+    triplets = rng.sample(load_triplets(data / "nli" / "triplets.tsv"), args.n)
+    llm = load_llm(args.llm)
+    rows = []
+    for scoring in SCORINGS:
+        t0 = time.perf_counter()
+        sts_scores = score_pairs(llm, [(p.sentence1, p.sentence2) for p in sts], scoring)
+        ent = score_pairs(llm, [(t.anchor, t.positive) for t in triplets], scoring)
+        con = score_pairs(llm, [(t.anchor, t.negative) for t in triplets], scoring)
+        seconds = time.perf_counter() - t0
+        ok = [(s, p.score) for s, p in zip(sts_scores, sts) if s is not None]
+        rows.append({
+            "scoring": scoring,
+            "stsb_train_spearman": round(100 * spearmanr([s for s, _ in ok], [g for _, g in ok])[0], 2),
+            "snli_entailment_above_contradiction": round(float(np.mean([e > c for e, c in zip(ent, con)
+                                                                        if e is not None and c is not None])), 4),
+            "score_quantiles_10_50_90": [round(float(q), 3) for q in np.quantile([s for s, _ in ok], [0.1, 0.5, 0.9])],
+            "unparseable": sum(s is None for s in sts_scores + ent + con),
+            "seconds": round(seconds, 1),
+        })
+        print(rows[-1])
+    result = {"llm": args.llm, "n": args.n, "seed": args.seed,
+              "command": f"python benchmarks/scorers.py --llm {args.llm} --n {args.n} --seed {args.seed}", "rows": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scorers.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = ["# Pair scorers for `llmcse filter`", "",
+             f"LLM `{args.llm}`; {args.n} random STS-B train pairs and {args.n} random SNLI triplets (seed {args.seed}).", "",
+             "| scoring | STS-B train Spearman x100 | SNLI: P(entailment scored above contradiction) | score 10/50/90% | seconds |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['scoring']} | {r['stsb_train_spearman']} | {r['snli_entailment_above_contradiction']} | "
+              f"{' / '.join(map(str, r['score_quantiles_10_50_90']))} | {r['seconds']} |" for r in rows]
+    lines += ["", "Chance for the ordering column is 0.5 (ties count as failures).", "",
+              f"Command: `{result['command']}`"]
+    (RESULTS / "scorers.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
