@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from llmcse.llm.base import SamplingParams
-from llmcse.llm.hf import batches_sharing_prefixes, common_prefix
+from llmcse.llm.hf import batches_by_template, common_prefix
 
 
 def test_common_prefix_of_token_rows():
@@ -16,11 +16,14 @@ def test_common_prefix_of_token_rows():
 
 
 def test_batches_keep_one_template_together_and_sort_by_length():
-    template_a, template_b = list(range(100, 120)), list(range(200, 220))  # 20 shared tokens each
-    ids = [template_b + [1] * 5, template_a + [1] * 9, template_a + [2] * 2, template_b + [3], template_a + [4] * 4]
-    batches = batches_sharing_prefixes(ids, batch_size=2, min_shared=16)
-    assert batches == [[2, 4], [1], [3, 0]]  # a-rows by length (2, 4, 9 tokens), then b-rows (1, 5)
-    assert sorted(i for b in batches for i in b) == list(range(5))
+    system = {"role": "system", "content": "S"}
+    demo = [{"role": "user", "content": "d"}, {"role": "assistant", "content": "D"}]
+    prompts = [[system, *demo, {"role": "user", "content": "b1"}], [system, {"role": "user", "content": "a1"}],
+               [system, *demo, {"role": "user", "content": "b2"}], [system, {"role": "user", "content": "a2"}],
+               "plain text prompt"]
+    ids = [[0] * 9, [0] * 5, [0] * 7, [0] * 3, [0] * 4]
+    assert batches_by_template(prompts, ids, batch_size=8) == [[2, 0], [3, 1], [4]]  # by template, short first
+    assert batches_by_template(prompts, ids, batch_size=1) == [[2], [0], [3], [1], [4]]
 
 
 @pytest.fixture(scope="module")
@@ -42,5 +45,24 @@ def test_cached_shared_prefix_gives_the_same_greedy_outputs(smollm2):
     smollm2.prefix_cache = True
     cached = smollm2.generate(prompts, params)
     assert cached == plain
-    assert smollm2._prefix_key is not None and len(smollm2._prefix_key) >= 16  # the cache was really used
+    assert smollm2._prefix_key is not None and len(smollm2._prefix_key) >= 60  # system + demos were cached
     assert len(set(plain)) == len(plain) and all(plain)  # real, distinct generations
+    # ... and both equal transformers' own generate(), one prompt at a time (no padding at all)
+    tok, model = smollm2.tokenizer, smollm2.model
+    for prompt, ours in list(zip(prompts, cached))[::4]:
+        enc = tok(smollm2.render(prompt), return_tensors="pt", add_special_tokens=False)
+        ref = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+        assert tok.decode(ref[0, enc["input_ids"].shape[1]:], skip_special_tokens=True) == ours
+
+
+def test_sampling_is_reproducible_and_rows_stop_at_stop_strings(smollm2):
+    chats = [[{"role": "user", "content": f"Write two short lines about {w}."}] for w in ("rain", "cats", "bread")]
+    params = SamplingParams(max_new_tokens=24, temperature=0.8, top_p=0.9, seed=7)
+    first, again = smollm2.generate(chats, params), smollm2.generate(chats, params)
+    assert first == again
+    other = smollm2.generate(chats, SamplingParams(max_new_tokens=24, temperature=0.8, top_p=0.9, seed=8))
+    assert other != first
+    n_before = smollm2.stats.completion_tokens
+    stopped = smollm2.generate(chats, SamplingParams(max_new_tokens=24, temperature=0.8, top_p=0.9, seed=7, stop=("\n",)))
+    assert all("\n" not in s for s in stopped)
+    assert smollm2.stats.completion_tokens - n_before <= sum(len(smollm2.tokenizer(s)["input_ids"]) + 2 for s in stopped)
