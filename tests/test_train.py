@@ -54,3 +54,41 @@ def test_model_selection_on_a_test_split_is_refused(tiny_data_dir):
 
     with pytest.raises(LlmcseError, match="needs an STS dev split"):
         dev_evaluator("toysts", str(tiny_data_dir))  # default split of toysts is test
+
+
+def test_rfd_summary_is_the_mean_train_minus_eval_difference():
+    from llmcse.eval.rfd import summarize
+
+    rows = [{"train": {"alignment": 0.5, "uniformity": -2.0}, "eval": {"alignment": 0.3, "uniformity": -2.5}},
+            {"train": {"alignment": 0.4, "uniformity": -2.2}, "eval": {"alignment": 0.3, "uniformity": -2.4}}]
+    assert summarize(rows) == {"rfd_alignment": pytest.approx(0.15), "rfd_uniformity": pytest.approx(0.35)}
+
+
+def test_rfd_over_a_real_run_and_before_training(tmp_path, shared_data_dir, tiny_data_dir, capsys):
+    """Train 2 steps keeping every checkpoint, then RFD across them; and rank two data sets under one model."""
+    out = tmp_path / "model"
+    triplets = shared_data_dir / "nli" / "triplets.tsv"
+    assert main(["-q", "train", "--recipe", "sup-simcse", "--data", str(triplets), "--out", str(out),
+                 "--set", "max_steps=2", "--set", "batch_size=8", "--set", "eval_steps=1", "--set", "keep_checkpoints=0",
+                 "--set", "max_examples=64", "--set", "eval_task=toysts:dev", "--data-dir", str(tiny_data_dir)]) == 0
+    assert main(["-q", "rfd", "--data", str(triplets), "--model-dir", str(out), "--output-dir", str(tmp_path / "rfd"),
+                 "--eval-task", "toysts:dev", "--max-pairs", "32", "--data-dir", str(tiny_data_dir)]) == 0
+    run = json.loads((tmp_path / "rfd" / "rfd.json").read_text())["runs"][0]
+    assert [c["step"] for c in run["checkpoints"]] == [1, 2] and run["pairs"] == 32
+    first = run["checkpoints"][0]
+    assert 0 < first["train"]["alignment"] < 2 and -4 < first["train"]["uniformity"] < 0  # unit vectors: bounded
+    assert run["rfd_alignment"] == pytest.approx(
+        np.mean([c["train"]["alignment"] - c["eval"]["alignment"] for c in run["checkpoints"]]), abs=1e-4)
+    assert (tmp_path / "rfd" / "rfd.png").stat().st_size > 10_000
+
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("\n".join(f"Sentence number {i} is about the weather in town {i}." for i in range(40)) + "\n")
+    assert main(["-q", "rfd", "--model", "all-MiniLM-L6-v2", "--data", str(triplets), "--data", str(sentences),
+                 "--output-dir", str(tmp_path / "rank"), "--eval-task", "toysts:dev", "--max-pairs", "32",
+                 "--data-dir", str(tiny_data_dir)]) == 0
+    ranked = json.loads((tmp_path / "rank" / "rfd.json").read_text())["datasets"]
+    by_name = {r["data"].rsplit("/", 1)[1]: r for r in ranked}
+    assert by_name["sentences.txt"]["dropout_positives"] and 0 < by_name["sentences.txt"]["train"]["alignment"] < 0.3
+    # NLI entailments are looser paraphrases than a dropout copy of the same sentence: harder to fit
+    assert ranked[0]["data"].endswith("triplets.tsv")
+    assert "RFD alignment" in capsys.readouterr().out

@@ -194,6 +194,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rfd(args: argparse.Namespace) -> int:
+    from llmcse.data.paths import resolve_data_dir
+    from llmcse.data.tasks import TaskCatalog
+    from llmcse.eval import rfd
+    from llmcse.utils.io import atomic_write_json, atomic_write_text
+
+    [(spec, split)] = TaskCatalog(resolve_data_dir(args.data_dir)).select(args.eval_task)
+    if spec.kind != "sts" or split == "test":
+        raise LlmcseError(f"--eval-task {args.eval_task!r}: RFD compares with an STS dev split (e.g. stsb:dev)")
+    stsb_dev = spec.file_for(split)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.model_dir:
+        if len(args.model_dir) != len(args.data):
+            raise LlmcseError(f"--model-dir given {len(args.model_dir)} times, --data {len(args.data)} times: "
+                              "pair each training run with its data")
+        results = [rfd.rfd_over_checkpoints(m, d, stsb_dev, max_pairs=args.max_pairs, device=args.device)
+                   for m, d in zip(args.model_dir, args.data)]
+        atomic_write_json(out / "rfd.json", {"runs": results})
+        rfd.plot(results, out / "rfd.png")
+        rows = [(Path(r["data"]).name, Path(r["model_dir"]).name, str(len(r["checkpoints"])),
+                 f"{r['rfd_alignment']:.4f}", f"{r['rfd_uniformity']:.4f}") for r in results]
+        header = ("data", "run", "checkpoints", "RFD alignment", "RFD uniformity")
+    else:
+        ranked = rfd.rank_datasets(args.model, args.data, stsb_dev, max_pairs=args.max_pairs, device=args.device)
+        atomic_write_json(out / "rfd.json", ranked)
+        rows = [(Path(r["data"]).name, "before training", "-", f"{r['rfd_alignment']:.4f}", f"{r['rfd_uniformity']:.4f}")
+                for r in ranked["datasets"]]
+        header = ("data", "model state", "checkpoints", "RFD alignment", "RFD uniformity")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    atomic_write_text(out / "rfd.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"results: {out / 'rfd.json'}" + (f"   plot: {out / 'rfd.png'}" if args.model_dir else ""))
+    return 0
+
+
 def _print_table(title: str, rows: list[tuple[str, ...]]) -> None:
     try:
         from rich.console import Console
@@ -317,6 +353,23 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     _add_data_dir(tr)
     tr.set_defaults(func=cmd_train)
+
+    rf = sub.add_parser("rfd", help="Relative Fitting Difficulty (NGCSE): train vs eval geometry across checkpoints",
+                        epilog="examples:\n  llmcse rfd --data runs/sts3.kept.jsonl --model-dir runs/ngcse --output-dir runs/rfd\n"
+                               "  llmcse rfd --model all-MiniLM-L6-v2 --data a.jsonl --data b.tsv --output-dir runs/rank"
+                               "   (before training: rank data sets)\n"
+                               "Train with --set keep_checkpoints=0 so every checkpoint stays for the trajectory.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    rf.add_argument("--data", action="append", required=True, help="training data (.jsonl records, .tsv triplets, .txt sentences); repeatable")
+    target = rf.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model-dir", action="append", help="a training run folder (one per --data, same order)")
+    target.add_argument("--model", help="one fixed model: rank the --data sets before training")
+    rf.add_argument("--output-dir", required=True)
+    rf.add_argument("--max-pairs", type=int, default=1000, help="training pairs sampled per data set")
+    rf.add_argument("--eval-task", default="stsb:dev", help="STS dev split whose pairs scored >= 4 are the eval positives")
+    rf.add_argument("--device", default=None)
+    _add_data_dir(rf)
+    rf.set_defaults(func=cmd_rfd)
 
     from llmcse.embed.prompteol import add_prompteol_parser
 
