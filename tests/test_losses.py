@@ -106,3 +106,25 @@ def test_a_frozen_reference_model_masks_near_duplicate_in_batch_negatives(minilm
     loss = loss_fn([model.tokenize(anchors), model.tokenize(positives)], None)
     assert torch.isfinite(loss) and loss_fn.masked_total >= 1
     assert not any(p.requires_grad for p in reference.parameters())
+
+
+def test_precomputed_reference_table_masks_exactly_like_the_frozen_model(minilm):
+    from llmcse.train.losses import ReferenceEmbeddings
+
+    anchors = ["A man is playing a guitar.", "A man plays the guitar.", "The stock market fell sharply."]
+    positives = ["A man is playing guitar.", "Someone plays a guitar.", "Shares dropped a lot."]
+    model, frozen = copy.deepcopy(minilm), copy.deepcopy(minilm)
+    table = ReferenceEmbeddings(model, frozen, anchors + positives)
+    assert table.table.shape == (6, 384)
+    by_model = InfoNCELoss(model, false_negative_threshold=0.9, reference_model=frozen)
+    by_table = InfoNCELoss(model, false_negative_threshold=0.9, reference_model=table)
+    features = [model.tokenize(anchors), model.tokenize(positives)]
+    emb_m, ref_m = by_model.embed(features)
+    _, ref_t = by_table.embed(features)
+    for a, b in zip(ref_m, ref_t):  # the table holds normalised vectors; the frozen model's are raw
+        assert torch.allclose(torch.nn.functional.normalize(a, dim=-1), b, atol=1e-5)
+    loss_m = by_model.compute_loss_from_embeddings(emb_m, None, ref_m)
+    loss_t = by_table.compute_loss_from_embeddings(emb_m, None, ref_t)
+    assert by_model.masked_total == by_table.masked_total >= 1 and torch.allclose(loss_m, loss_t)
+    with pytest.raises(KeyError, match="not in the reference table"):
+        table.lookup(model.tokenize(["A sentence the table never saw."]))

@@ -92,3 +92,14 @@ def test_rfd_over_a_real_run_and_before_training(tmp_path, shared_data_dir, tiny
     # NLI entailments are looser paraphrases than a dropout copy of the same sentence: harder to fit
     assert ranked[0]["data"].endswith("triplets.tsv")
     assert "RFD alignment" in capsys.readouterr().out
+
+
+def test_multicsr_run_masks_with_a_precomputed_reference_table(tmp_path, shared_data_dir, tiny_data_dir):
+    out = tmp_path / "model"
+    assert main(["-q", "train", "--recipe", "multicsr", "--data", str(shared_data_dir / "nli" / "triplets.tsv"),
+                 "--out", str(out), "--set", "max_steps=2", "--set", "batch_size=8", "--set", "eval_steps=2",
+                 "--set", "max_examples=16", "--set", "false_negative_threshold=0.5",
+                 "--set", "eval_task=toysts:dev", "--data-dir", str(tiny_data_dir)]) == 0
+    summary = json.loads((out / "llmcse_training.json").read_text())
+    assert summary["config"]["false_negative_reference"] == "precomputed"
+    assert summary["masked_false_negatives"] > 0  # at cosine > 0.5 some in-batch negatives are masked

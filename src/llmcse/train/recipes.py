@@ -20,6 +20,9 @@ class TrainConfig:
     warmup_ratio: float = 0.0
     temperature: float = 0.05
     false_negative_threshold: float | None = None  # multicsr: 0.95
+    # whose cosines decide the masking: "precomputed" (the starting model, all texts embedded once
+    # before training), "frozen" (a frozen copy run every step), "self" (the model's own, detached)
+    false_negative_reference: str = "precomputed"
     beta: float = 1.0  # HT loss weight (ngcse)
     max_seq_length: int = 32  # SimCSE truncates to 32 tokens
     eval_steps: int = 125  # evaluate every this many steps; the best checkpoint is kept

@@ -23,13 +23,36 @@ def apply_recipe_defaults(cfg: TrainConfig, explicitly_set: set[str]) -> TrainCo
     return dataclasses.replace(cfg, **{k: v for k, v in deviations.items() if k not in explicitly_set})
 
 
-def build_loss(name: str, model, cfg: TrainConfig):
+def build_loss(name: str, model, cfg: TrainConfig, rows: list[tuple[str, ...]] | None = None):
     from llmcse.train.losses import HierarchicalTripletLoss, InfoNCELoss
 
+    reference = masking_reference(model, cfg, rows or [])
     if name == "info_nce":
-        return InfoNCELoss(model, temperature=cfg.temperature, false_negative_threshold=cfg.false_negative_threshold)
+        return InfoNCELoss(model, temperature=cfg.temperature, false_negative_threshold=cfg.false_negative_threshold,
+                           reference_model=reference)
     return HierarchicalTripletLoss(model, beta=cfg.beta, temperature=cfg.temperature,
-                                   false_negative_threshold=cfg.false_negative_threshold)
+                                   false_negative_threshold=cfg.false_negative_threshold, reference_model=reference)
+
+
+def masking_reference(model, cfg: TrainConfig, rows: list[tuple[str, ...]]):
+    """What false-negative masking compares with: None (no masking, or the model's own embeddings),
+    a frozen copy of the starting model, or that copy's embeddings of every text, computed once."""
+    import copy
+
+    from llmcse.train.losses import ReferenceEmbeddings
+
+    if cfg.false_negative_threshold is None or cfg.false_negative_reference == "self":
+        return None
+    if cfg.false_negative_reference not in ("precomputed", "frozen"):
+        raise LlmcseError(f"false_negative_reference {cfg.false_negative_reference!r}: one of precomputed, frozen, self")
+    frozen = copy.deepcopy(model).eval()
+    if cfg.false_negative_reference == "frozen":
+        return frozen
+    texts = [t for row in rows for t in row]
+    logger.info("masking reference: embedding %d training texts once with the starting model", len(set(texts)))
+    table = ReferenceEmbeddings(model, frozen, texts)
+    del frozen  # only the table is kept
+    return table
 
 
 def dev_evaluator(task: str, data_dir: str | None):
@@ -83,7 +106,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
         greater_is_better=True, logging_steps=max(1, min(cfg.eval_steps, 50)), report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
     )
-    loss = build_loss(loss_name, model, cfg)
+    loss = build_loss(loss_name, model, cfg, rows)
     evaluator = dev_evaluator(cfg.eval_task, data_dir)
     before = evaluator(model)["dev_spearman_cosine"]
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)

@@ -2,6 +2,6 @@
 ``compute_loss_from_embeddings`` holds the math (tests and wrappers call it directly)."""
 
 from llmcse.train.losses.hierarchical_triplet import HierarchicalTripletLoss
-from llmcse.train.losses.info_nce import InfoNCELoss
+from llmcse.train.losses.info_nce import InfoNCELoss, ReferenceEmbeddings
 
-__all__ = ["HierarchicalTripletLoss", "InfoNCELoss"]
+__all__ = ["HierarchicalTripletLoss", "InfoNCELoss", "ReferenceEmbeddings"]

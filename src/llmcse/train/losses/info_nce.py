@@ -50,6 +50,45 @@ def false_negative_mask(ref_anchors: Tensor, ref_candidates: Tensor, threshold: 
     return sims > threshold
 
 
+class ReferenceEmbeddings:
+    """A frozen model's embeddings of every training text, computed once before training.
+
+    Masking then costs a table lookup per row instead of a second forward pass per step, and the
+    frozen model can be freed before training: no second copy of the weights in (GPU) memory.
+    Rows are found by their token ids (what the loss receives), so the table must be built with
+    the training model's tokenizer and max_seq_length.
+
+    Args:
+        model: The training model (its tokenizer defines the keys).
+        reference_model: The frozen model whose embeddings are stored (often a copy of ``model``
+            before training).
+        texts: Every text the training data holds.
+    """
+
+    def __init__(self, model, reference_model, texts: list[str], batch_size: int = 128):
+        unique = list(dict.fromkeys(texts))
+        self.index: dict[tuple[int, ...], int] = {}
+        for start in range(0, len(unique), batch_size):
+            features = model.tokenize(unique[start:start + batch_size])
+            for j, (ids, mask) in enumerate(zip(features["input_ids"], features["attention_mask"])):
+                self.index.setdefault(self._key(ids, mask), start + j)
+        with torch.no_grad():
+            self.table = torch.as_tensor(reference_model.encode(unique, batch_size=batch_size, convert_to_numpy=True,
+                                                                normalize_embeddings=True))  # (n_texts, D)
+
+    @staticmethod
+    def _key(ids: Tensor, mask: Tensor) -> tuple[int, ...]:
+        return tuple(ids[mask.bool()].tolist())
+
+    def lookup(self, features: dict) -> Tensor:
+        """(B, D) stored embeddings for one column's tokenized batch."""
+        keys = [self._key(ids, mask) for ids, mask in zip(features["input_ids"], features["attention_mask"])]
+        missing = [k for k in keys if k not in self.index]
+        if missing:
+            raise KeyError(f"{len(missing)} texts of this batch are not in the reference table (built from other data?)")
+        return self.table[[self.index[k] for k in keys]].to(features["input_ids"].device)
+
+
 class InfoNCELoss(nn.Module):
     """SimCSE-style InfoNCE: each anchor against its positive, every other positive in the batch
     and every hard negative; optionally with MultiCSR's batch-level false-negative masking.
@@ -59,8 +98,9 @@ class InfoNCELoss(nn.Module):
         temperature: Softmax temperature (default 0.05; sentence-transformers' ``scale`` = 1/temperature = 20).
         false_negative_threshold: If set, an in-batch negative whose cosine to the anchor under the
             reference embeddings is above it is masked out of the denominator (MultiCSR: 0.95 default there).
-        reference_model: Frozen model giving those reference embeddings. None with a threshold means
-            the training model's own embeddings, detached: no second copy of the weights in memory.
+        reference_model: Frozen model giving those reference embeddings, or a ``ReferenceEmbeddings``
+            table precomputed once (cheaper: no forward pass per step, no weights in memory). None
+            with a threshold means the training model's own embeddings, detached.
 
     Inputs:
         | columns | labels |
@@ -85,7 +125,7 @@ class InfoNCELoss(nn.Module):
         self.temperature = temperature
         self.false_negative_threshold = false_negative_threshold
         self.reference_model = reference_model
-        if reference_model is not None:
+        if reference_model is not None and not isinstance(reference_model, ReferenceEmbeddings):
             reference_model.requires_grad_(False)
             reference_model.eval()
         self.masked_total = 0  # logits masked since creation (reported by training)
@@ -97,7 +137,9 @@ class InfoNCELoss(nn.Module):
 
         embeddings = embed_columns(self.model, sentence_features)
         reference = None
-        if self.false_negative_threshold is not None and self.reference_model is not None:
+        if self.false_negative_threshold is not None and isinstance(self.reference_model, ReferenceEmbeddings):
+            reference = [self.reference_model.lookup(f) for f in sentence_features]
+        elif self.false_negative_threshold is not None and self.reference_model is not None:
             with torch.no_grad():
                 reference = embed_columns(self.reference_model, sentence_features)
         return embeddings, reference
@@ -126,7 +168,8 @@ class InfoNCELoss(nn.Module):
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "false_negative_threshold": self.false_negative_threshold,
-                "reference_model": None if self.reference_model is None else "frozen copy"}
+                "reference_model": None if self.reference_model is None else
+                "precomputed table" if isinstance(self.reference_model, ReferenceEmbeddings) else "frozen copy"}
 
     @property
     def citation(self) -> str:
