@@ -103,3 +103,44 @@ def test_multicsr_run_masks_with_a_precomputed_reference_table(tmp_path, shared_
     summary = json.loads((out / "llmcse_training.json").read_text())
     assert summary["config"]["false_negative_reference"] == "precomputed"
     assert summary["masked_false_negatives"] > 0  # at cosine > 0.5 some in-batch negatives are masked
+
+
+def _lora_run(tmp_path, base, data, tiny_data_dir, extra=()):
+    out = tmp_path / "lora"
+    assert main(["-q", "train", "--recipe", "sup-simcse", "--data", str(data), "--base", str(base), "--out", str(out),
+                 "--set", "max_steps=2", "--set", "batch_size=4", "--set", "eval_steps=2", "--set", "max_examples=8",
+                 "--set", "lora_r=4", "--set", "lr=1e-3", "--set", "eval_task=toysts:dev",
+                 "--data-dir", str(tiny_data_dir), *extra]) == 0
+    return out
+
+
+def test_lora_training_merges_into_a_plain_folder_that_round_trips(tmp_path, shared_data_dir, tiny_data_dir, minilm):
+    from sentence_transformers import SentenceTransformer
+
+    out = _lora_run(tmp_path, "all-MiniLM-L6-v2", shared_data_dir / "nli" / "triplets.tsv", tiny_data_dir)
+    assert not (out / "adapter_config.json").exists()  # merged: no peft needed to load
+    trained = SentenceTransformer(str(out), device="cpu")
+    texts = ["A man plays a guitar.", "The council approved the budget."]
+    before, after = minilm.encode(texts), trained.encode(texts)
+    assert not np.allclose(before, after, atol=1e-4)  # the LoRA update was merged into the weights
+    assert np.allclose(after, SentenceTransformer(str(out), device="cpu").encode(texts), atol=1e-6)
+    summary = json.loads((out / "llmcse_training.json").read_text())
+    assert summary["config"]["lora_r"] == 4
+
+
+@pytest.mark.slow
+def test_prompteol_smollm2_with_lora_round_trips(tmp_path, shared_data_dir, tiny_data_dir):
+    """Issue #6: PromptEOL + contrastive LoRA on the bundled decoder; the result loads with plain ST."""
+    from sentence_transformers import SentenceTransformer
+
+    base = tmp_path / "pe"
+    assert main(["-q", "prompteol", "--base", "SmolLM2-135M-Instruct", "--out", str(base), "--dtype", "float32"]) == 0
+    out = _lora_run(tmp_path, base, shared_data_dir / "nli" / "triplets.tsv", tiny_data_dir,
+                    extra=["--set", "max_seq_length=64"])
+    texts = ["A man plays a guitar.", "The council approved the budget."]
+    original = SentenceTransformer(str(base), device="cpu").encode(texts)
+    trained = SentenceTransformer(str(out), device="cpu")
+    after = trained.encode(texts)
+    assert not np.allclose(original, after, atol=1e-4)
+    assert np.allclose(after, SentenceTransformer(str(out), device="cpu").encode(texts), atol=1e-5)
+    assert trained[1].get_config_dict()["pooling_mode"] == "lasttoken"  # still PromptEOL pooling

@@ -30,6 +30,10 @@ class TrainConfig:
     keep_checkpoints: int = 2  # checkpoints kept on disk; 0 keeps all (llmcse rfd needs the trajectory)
     seed: int = 42
     max_examples: int | None = None  # take the first N rows (same-size comparisons)
+    lora_r: int = 0  # > 0: train LoRA adapters of this rank instead of all weights (PromptEOL on LLMs)
+    lora_alpha: int | None = None  # None: 2 x lora_r
+    lora_dropout: float = 0.05
+    lora_export: str = "merged"  # merged: plain folder, no peft needed | adapter: adapter-only folder
 
 
 # recipe -> (data kind, loss name, deviations from TrainConfig defaults with the reason)

@@ -79,6 +79,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     from sentence_transformers.base.sampler import BatchSamplers
 
     from llmcse.embed.models import load_embedder
+    from llmcse.train.lora import add_lora, merge_lora
 
     kind, loss_name, _ = RECIPES[cfg.recipe]
     rows = read_rows(cfg.data, kind)
@@ -89,6 +90,10 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     train_dataset = to_dataset(rows, kind)
     model = load_embedder(cfg.base, pooling=cfg.pooling, device="cpu" if not torch.cuda.is_available() else None,
                           max_seq_length=cfg.max_seq_length)
+    if cfg.lora_r > 0:
+        if cfg.lora_export not in ("merged", "adapter"):
+            raise LlmcseError(f"lora_export {cfg.lora_export!r}: one of merged, adapter")
+        add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
     out = Path(cfg.out)
     devices = max(torch.cuda.device_count(), 1)
     global_batch = cfg.batch_size * devices * cfg.gradient_accumulation
@@ -112,6 +117,8 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
     trainer.train()
     after = evaluator(model)["dev_spearman_cosine"]
+    if cfg.lora_r > 0 and cfg.lora_export == "merged":
+        logger.info("merged %d LoRA layers into the base weights", merge_lora(model))
     model.save(str(out))
     config = dataclasses.asdict(cfg)
     summary = {"recipe": cfg.recipe, "rows": len(rows), "global_batch": global_batch, "steps": trainer.state.global_step,

@@ -1,0 +1,52 @@
+"""LoRA (peft) on any sentence-transformers model, through its stock ``add_adapter``.
+
+The PromptEOL paper fine-tunes decoder LLMs this way: the base weights stay frozen, small
+low-rank updates on every linear layer are trained. At the end the updates are merged into the
+weights, so the saved folder is a plain sentence-transformers model (no peft needed to load
+it), or kept as an adapter-only folder (``lora_export = "adapter"``, loads with peft installed).
+"""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def add_lora(model, r: int, alpha: int | None = None, dropout: float = 0.05, target_modules: str = "all-linear") -> None:
+    try:
+        from peft import LoraConfig, TaskType
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        from llmcse.errors import LlmcseError
+
+        raise LlmcseError("LoRA needs peft: pip install 'llmcse[lora]'") from exc
+    model.add_adapter(LoraConfig(r=r, lora_alpha=alpha or 2 * r, lora_dropout=dropout,
+                                 target_modules=target_modules, task_type=TaskType.FEATURE_EXTRACTION))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("LoRA r=%d: %d trainable parameters of %d (%.2f%%)", r, trainable, total, 100 * trainable / total)
+
+
+def merge_lora(model) -> int:
+    """Fold every LoRA update into its base layer and put the plain layer back; returns how many."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    transformer = model.transformers_model
+    merged = 0
+    for name, module in list(transformer.named_modules()):
+        if isinstance(module, BaseTunerLayer) and hasattr(module, "get_base_layer"):
+            module.merge()
+            parent_name, _, child = name.rpartition(".")
+            parent = transformer.get_submodule(parent_name) if parent_name else transformer
+            setattr(parent, child, module.get_base_layer())
+            merged += 1
+    # transformers' adapter bookkeeping: without it the model saves as a plain checkpoint
+    for attr in ("peft_config", "_hf_peft_config_loaded"):
+        if hasattr(transformer, attr):
+            if attr == "_hf_peft_config_loaded":
+                transformer._hf_peft_config_loaded = False
+            else:
+                delattr(transformer, attr)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return merged
