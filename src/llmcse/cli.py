@@ -59,7 +59,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = EvalConfig(
         model=args.model, tasks=args.tasks, data_dir=args.data_dir, pooling=args.pooling, device=args.device,
         dtype=args.dtype, batch_size=args.batch_size, max_seq_length=args.max_seq_length, seed=args.seed,
+        expansions=args.expansions, expansion_weights=args.expansion_weights,
     )
+    if args.expansions and args.model.lower() == "bm25":
+        raise LlmcseError("--expansions works with dense models (documents become averaged vectors), not bm25")
     if args.dry_run:
         from dataclasses import asdict
 
@@ -273,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tasks", default="sts", help="comma-separated tasks or groups (default: sts)")
     ev.add_argument("--output-dir", help="write results.json and results.md here")
     ev.add_argument("--seed", type=int, default=1111, help="seed for transfer-task folds")
+    ev.add_argument("--expansions", help="retrieval: index documents with their synthetic queries/keywords (llmcse expand)")
+    ev.add_argument("--expansion-weights", default="1,1,1",
+                    help="w_doc,w_queries,w_keywords for the document vector, or 'mean' (default 1,1,1)")
     ev.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     _add_data_dir(ev)
     ev.set_defaults(func=cmd_eval)

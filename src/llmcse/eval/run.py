@@ -41,6 +41,8 @@ class EvalConfig:
     max_seq_length: int | None = None
     seed: int = 1111  # transfer-task fold shuffling
     show_progress_bar: bool | None = None
+    expansions: str | None = None  # retrieval: synthetic queries/keywords per document (llmcse expand)
+    expansion_weights: str = "1,1,1"  # w_doc,w_q,w_k or "mean"
     extra: dict = field(default_factory=dict)
 
 
@@ -109,6 +111,11 @@ def _evaluate_one(spec: TaskSpec, split: str, encoder, searcher_cache: dict, cfg
                 from llmcse.retrieval.bm25 import BM25Searcher
 
                 searcher_cache["searcher"] = BM25Searcher()
+            elif cfg.expansions:
+                from llmcse.retrieval.expansion import ExpandedDenseSearcher, ExpansionWeights, load_expansions
+
+                searcher_cache["searcher"] = ExpandedDenseSearcher(encoder, load_expansions(cfg.expansions),
+                                                                   ExpansionWeights.parse(cfg.expansion_weights))
             else:
                 from llmcse.retrieval.dense import DenseSearcher
 

@@ -1,0 +1,67 @@
+"""Document expansion: the weighting math on hand-made vectors, loading, and BEIR eval with expansions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from llmcse.errors import DataFormatError, LlmcseError
+from llmcse.retrieval.expansion import ExpansionWeights, combine, load_expansions
+
+
+def test_weighted_average_of_doc_query_and_keyword_vectors():
+    doc = np.array([[2.0, 0.0, 0.0]])  # normalised to e1 first
+    queries = [np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])]  # mean (0, .5, .5)
+    keywords = [np.array([[0.0, 3.0, 0.0]])]  # normalised to e2
+    out = combine(doc, queries, keywords, ExpansionWeights(1.0, 2.0, 1.0))
+    expected = np.array([1.0, 2 * 0.5 + 1.0, 2 * 0.5])  # (1, 2, 1)
+    assert np.allclose(out[0], expected / np.linalg.norm(expected))
+    assert np.allclose(np.linalg.norm(out, axis=1), 1.0)
+
+
+def test_missing_expansions_keep_the_document_and_mean_mode_averages_everything():
+    doc = np.array([[1.0, 0.0], [0.0, 1.0]])
+    none = [np.zeros((0, 2)), np.zeros((0, 2))]
+    assert np.allclose(combine(doc, none, none, ExpansionWeights(1, 1, 1)), doc)  # nothing to add
+    queries = [np.array([[0.0, 1.0]]), np.zeros((0, 2))]
+    keywords = [np.array([[0.0, 1.0]]), np.zeros((0, 2))]
+    out = combine(doc, queries, keywords, ExpansionWeights(mode="mean"))
+    expected = np.array([1.0, 2.0]) / 3  # mean of e1, e2, e2
+    assert np.allclose(out[0], expected / np.linalg.norm(expected)) and np.allclose(out[1], [0.0, 1.0])
+    # w_doc = 0, w_q = 1: the vector is the queries' mean alone
+    assert np.allclose(combine(doc, queries, keywords, ExpansionWeights(0, 1, 0))[0], [0.0, 1.0])
+
+
+def test_weights_parse_and_reject_nonsense():
+    assert ExpansionWeights.parse("1,0.5,0.25") == ExpansionWeights(1.0, 0.5, 0.25)
+    assert ExpansionWeights.parse("mean").mode == "mean"
+    for bad in ("1,2", "a,b,c", "0,0,0", "-1,1,1"):
+        with pytest.raises(LlmcseError, match="expansion weights"):
+            ExpansionWeights.parse(bad)
+
+
+def test_bad_expansion_records_name_file_and_line(tmp_path):
+    path = tmp_path / "exp.jsonl"
+    path.write_text('{"_id": "d1", "queries": ["q"], "keywords": []}\n{"_id": "d2", "queries": "not a list"}\n')
+    with pytest.raises(DataFormatError, match=r"exp.jsonl:2: 'queries' must be a list of strings"):
+        load_expansions(path)
+
+
+def test_eval_with_expansions_moves_a_document_toward_its_synthetic_queries(tmp_path, tiny_data_dir):
+    """On the toy BEIR set, a wrong expansion (d2 described as a volcano) must change the ranking."""
+    from llmcse.cli import main
+
+    path = tmp_path / "exp.jsonl"
+    rows = [{"_id": "d2", "queries": ["what comes out of a volcano", "volcano lava and ash"], "keywords": ["volcano"]}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out_plain, out_exp = tmp_path / "plain", tmp_path / "exp"
+    common = ["-q", "eval", "--model", "all-MiniLM-L6-v2", "--tasks", "toyretrieval", "--data-dir", str(tiny_data_dir)]
+    assert main([*common, "--output-dir", str(out_plain)]) == 0
+    assert main([*common, "--output-dir", str(out_exp), "--expansions", str(path), "--expansion-weights", "0,1,1"]) == 0
+    plain = json.loads((out_plain / "results.json").read_text())["tasks"]["toyretrieval"]
+    expanded = json.loads((out_exp / "results.json").read_text())["tasks"]["toyretrieval"]
+    assert plain["ndcg_at_10"] == pytest.approx(100.0)
+    assert expanded["ndcg_at_10"] < plain["ndcg_at_10"]  # d2 now looks like a volcano document
+    assert json.loads((out_exp / "results.json").read_text())["config"]["expansions"] == str(path)
