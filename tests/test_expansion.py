@@ -65,3 +65,67 @@ def test_eval_with_expansions_moves_a_document_toward_its_synthetic_queries(tmp_
     assert plain["ndcg_at_10"] == pytest.approx(100.0)
     assert expanded["ndcg_at_10"] < plain["ndcg_at_10"]  # d2 now looks like a volcano document
     assert json.loads((out_exp / "results.json").read_text())["config"]["expansions"] == str(path)
+
+
+def _corpus(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    docs = [{"_id": "d/1 odd id", "title": "Volcano", "text": "Lava and ash come out of a volcano when it erupts."},
+            {"_id": "empty", "title": "", "text": "   "},
+            {"_id": "huge", "title": "Long", "text": "word " * 3000},
+            {"_id": "ünï", "title": "", "text": "Photosynthesis turns sunlight into sugar in plants."}]
+    path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    return path
+
+
+def _responder(text, i):
+    """Varied queries (one per call), one junk answer, and a keyword list with a duplicate."""
+    if "keywords" in text.rsplit("\n", 2)[0].lower() and "Document:" in text:
+        return "lava, Lava, ash, a very long keyword phrase that goes on and on, volcano."
+    return ["", "what is query number %d" % i, "\u0416\u0416\u0416\u0416 \u0416\u0416\u0416"][i % 3] if i % 5 else f"query {i}"
+
+
+def test_expand_is_resumable_and_handles_empty_huge_and_odd_documents(tmp_path):
+    from llmcse.llm.base import FakeLLM
+    from llmcse.retrieval.expand import ExpandConfig, run_expand
+
+    out = tmp_path / "exp.jsonl"
+    cfg = ExpandConfig(corpus=str(_corpus(tmp_path)), out=str(out), queries=2, keywords=3, max_doc_tokens=64,
+                       chunk_size=2, n=3)
+    summary = run_expand(cfg, llm=FakeLLM(responder=_responder), show_progress_bar=False)
+    records = {r["_id"]: r for r in load_jsonl(out)}
+    assert list(records) == ["d/1 odd id", "empty", "huge"] and summary["documents"] == 3
+    assert records["empty"]["queries"] == [] and records["empty"]["rejections"] == {"empty_document": 1}
+    assert records["huge"]["truncated"] and records["huge"]["doc_tokens"] >= 3000
+    assert records["d/1 odd id"]["keywords"] == ["lava", "ash", "volcano"]
+    assert all(len(set(r["queries"])) == len(r["queries"]) <= 2 for r in records.values())
+    assert summary["rejections_by_reason"].get("keyword_duplicate") and summary["rejections_by_reason"].get("keyword_too_long")
+    assert summary["rejections_by_reason"].get("empty") or summary["rejections_by_reason"].get("wrong_language")
+    # resume: the rest of the corpus, nothing done twice
+    cfg.n = None
+    again = run_expand(cfg, llm=FakeLLM(responder=_responder), show_progress_bar=False)
+    ids = [r["_id"] for r in load_jsonl(out)]
+    assert ids == ["d/1 odd id", "empty", "huge", "ünï"] and again["this_run"]["documents"] == 1
+
+
+def load_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_round_trip_filter_keeps_queries_that_find_their_own_document(tmp_path, tiny_data_dir, capsys):
+    from llmcse.cli import main
+
+    exp = tmp_path / "exp.jsonl"
+    rows = [{"_id": "d1", "queries": ["what comes out of a volcano", "when is the football world cup held"],
+             "keywords": ["lava"]},
+            {"_id": "d2", "queries": ["how do plants make sugar"], "keywords": []},
+            {"_id": "not-in-corpus", "queries": ["anything"], "keywords": []}]
+    exp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "rt.jsonl"
+    corpus = tiny_data_dir / "beir" / "toyretrieval" / "corpus.jsonl"
+    assert main(["-q", "filter-expansions", "--corpus", str(corpus), "--in", str(exp), "--out", str(out),
+                 "--top-k", "1"]) == 0
+    kept = {r["_id"]: r for r in load_jsonl(out)}
+    assert kept["d1"] == {"_id": "d1", "queries": ["what comes out of a volcano"], "keywords": ["lava"]}  # football query dropped
+    assert kept["d2"]["queries"] == ["how do plants make sugar"] and "not-in-corpus" not in kept
+    report = json.loads((tmp_path / "rt.report.json").read_text())
+    assert (report["queries"], report["kept"], report["unknown_documents"]) == (3, 2, 1)

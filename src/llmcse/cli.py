@@ -197,6 +197,44 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_expand(args: argparse.Namespace) -> int:
+    from llmcse.retrieval.expand import ExpandConfig, run_expand
+
+    cfg = ExpandConfig(corpus=args.corpus, out=args.out, llm=args.llm, queries=args.queries, keywords=args.keywords,
+                       prompts=args.prompts, max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
+                       temperature=args.temperature, seed=args.seed, chunk_size=args.chunk_size, n=args.n,
+                       tokenizer=args.tokenizer)
+    s = run_expand(cfg, llm=_load_llm_for_cli(args))
+    run = s["this_run"]
+    print(f"{s['documents']} documents expanded ({s['with_all_queries']} with all {cfg.queries} queries, "
+          f"{s['without_queries']} with none; mean {s['mean_queries']} queries, {s['mean_keywords']} keywords; "
+          f"{s['truncated_documents']} truncated); this run: {run['documents']} documents in {run['seconds']} s")
+    if s["rejections_by_reason"]:
+        print("rejected by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(s["rejections_by_reason"].items())))
+    print(f"expansions: {cfg.out}")
+    return 0
+
+
+def cmd_filter_expansions(args: argparse.Namespace) -> int:
+    from llmcse.data.loaders import load_beir_corpus
+    from llmcse.embed.encode import CachedEncoder
+    from llmcse.embed.models import load_embedder
+    from llmcse.retrieval.expansion import load_expansions, round_trip_filter
+    from llmcse.utils.io import atomic_write_json, atomic_write_text
+
+    expansions = load_expansions(args.input)
+    encoder = CachedEncoder(load_embedder(args.model, device=args.device), batch_size=args.batch_size)
+    kept, report = round_trip_filter(encoder, load_beir_corpus(args.corpus), expansions, top_k=args.top_k)
+    report.update({"input": args.input, "model": args.model})
+    out = Path(args.out)
+    atomic_write_text(out, "".join(json.dumps({"_id": d, **e}, ensure_ascii=False) + "\n" for d, e in kept.items()))
+    atomic_write_json(out.with_name(out.stem + ".report.json"), report)
+    print(f"kept {report['kept']} of {report['queries']} synthetic queries ({report['kept_fraction']}) whose document "
+          f"{args.model} ranks in the top {args.top_k}; {report['documents_left_without_queries']} documents lost all")
+    print(f"filtered expansions: {out}")
+    return 0
+
+
 def cmd_rfd(args: argparse.Namespace) -> int:
     from llmcse.data.paths import resolve_data_dir
     from llmcse.data.tasks import TaskCatalog
@@ -359,6 +397,40 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     _add_data_dir(tr)
     tr.set_defaults(func=cmd_train)
+
+    ex = sub.add_parser("expand", help="an LLM writes synthetic queries and keywords for each document of a BEIR corpus",
+                        epilog="example:\n  llmcse expand --corpus ../shared/data/beir/arguana/corpus.jsonl --n 100 "
+                               "--out runs/arguana.exp.jsonl\n  llmcse eval --model all-MiniLM-L6-v2 --tasks arguana "
+                               "--expansions runs/arguana.exp.jsonl --expansion-weights 1,0.5,0.5\n"
+                               "Resumable: rerun the same command after an interruption.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("--corpus", required=True, help="BEIR corpus.jsonl")
+    ex.add_argument("--out", required=True, help="expansions JSONL ({_id, queries, keywords} + provenance)")
+    ex.add_argument("--queries", type=int, default=3, help="synthetic queries per document")
+    ex.add_argument("--keywords", type=int, default=5, help="keywords per document (at most)")
+    ex.add_argument("--prompts", default="expand", help="template: shipped name or .toml (copy src/llmcse/synth/templates/expand.toml)")
+    ex.add_argument("--max-doc-tokens", type=int, default=256, help="documents are truncated to this many tokens")
+    ex.add_argument("--max-new-tokens", type=int, default=48)
+    ex.add_argument("--temperature", type=float, default=0.8)
+    ex.add_argument("--seed", type=int, default=1234)
+    ex.add_argument("--chunk-size", type=int, default=32, help="documents per durable write")
+    ex.add_argument("--n", type=int, default=None, help="first N documents only")
+    ex.add_argument("--tokenizer", default=None, help="tokenizer for truncation (default: the hf back end's own)")
+    _add_llm_options(ex)
+    ex.set_defaults(func=cmd_expand)
+
+    fe = sub.add_parser("filter-expansions", help="round-trip filter: keep synthetic queries that retrieve their own document",
+                        epilog="example:\n  llmcse filter-expansions --corpus ../shared/data/beir/arguana/corpus.jsonl "
+                               "--in runs/arguana.exp.jsonl --out runs/arguana.exp.rt.jsonl --top-k 20",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    fe.add_argument("--corpus", required=True, help="BEIR corpus.jsonl the expansions belong to")
+    fe.add_argument("--in", dest="input", required=True, help="expansions from llmcse expand")
+    fe.add_argument("--out", required=True, help="filtered expansions (report: <out>.report.json)")
+    fe.add_argument("--model", default="all-MiniLM-L6-v2", help="the base retriever")
+    fe.add_argument("--top-k", type=int, default=20, help="the source document must rank in this many")
+    fe.add_argument("--device", default=None)
+    fe.add_argument("--batch-size", type=int, default=64)
+    fe.set_defaults(func=cmd_filter_expansions)
 
     rf = sub.add_parser("rfd", help="Relative Fitting Difficulty (NGCSE): train vs eval geometry across checkpoints",
                         epilog="examples:\n  llmcse rfd --data runs/sts3.kept.jsonl --model-dir runs/ngcse --output-dir runs/rfd\n"

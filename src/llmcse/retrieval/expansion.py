@@ -134,3 +134,34 @@ class ExpandedDenseSearcher(DenseSearcher):
         scores, indices = self._top_k(query_emb, doc_emb, top_k)
         return {query_id: {doc_ids[i]: float(s) for s, i in zip(row_scores, row_indices)}
                 for query_id, row_scores, row_indices in zip(query_ids, scores.tolist(), indices.tolist())}
+
+
+def round_trip_filter(encoder, corpus: dict[str, Doc], expansions: dict[str, dict], top_k: int = 20) -> tuple[dict, dict]:
+    """Keep a synthetic query only if the base retriever ranks its own document in the top ``top_k``
+    of the whole corpus (InPars / Promptagator round-trip consistency). Keywords are kept as is.
+
+    Returns:
+        (filtered expansions, report with counts)
+    """
+    from llmcse.retrieval.dense import exact_top_k
+
+    doc_ids = list(corpus)
+    position = {d: i for i, d in enumerate(doc_ids)}
+    pairs = [(d, q) for d, e in expansions.items() if d in position for q in e["queries"]]
+    unknown = sorted(d for d in expansions if d not in position)
+    if unknown:
+        logger.warning("%d expanded documents are not in the corpus (e.g. %r): dropped", len(unknown), unknown[0])
+    kept: dict[str, dict] = {d: {"queries": [], "keywords": e["keywords"]} for d, e in expansions.items() if d in position}
+    if pairs:
+        doc_emb = encoder.encode([corpus[d].default_text() for d in doc_ids], prompt_name="document")
+        query_emb = encoder.encode([q for _, q in pairs], prompt_name="query")
+        _, top = exact_top_k(query_emb, doc_emb, top_k)  # (n_queries, k) document indices
+        for (doc_id, query), hits in zip(pairs, top.tolist()):
+            if position[doc_id] in hits:
+                kept[doc_id]["queries"].append(query)
+    n_kept = sum(len(e["queries"]) for e in kept.values())
+    report = {"top_k": top_k, "queries": len(pairs), "kept": n_kept, "dropped": len(pairs) - n_kept,
+              "kept_fraction": round(n_kept / len(pairs), 4) if pairs else None,
+              "documents_left_without_queries": sum(1 for d, e in kept.items() if not e["queries"] and expansions[d]["queries"]),
+              "unknown_documents": len(unknown)}
+    return kept, report

@@ -11,6 +11,8 @@ from llmcse.llm.base import ChatMessage
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 RECIPE_FIELDS = {"nli": ("positive", "negative"), "sts3": ("positive", "intermediate", "negative")}
+# Every template kind: the pair recipes above, and document expansion (llmcse expand: {seed} is the document).
+TEMPLATE_FIELDS = {**RECIPE_FIELDS, "expand": ("query", "keywords")}
 
 
 @dataclass(frozen=True)
@@ -71,10 +73,10 @@ def load_template(name_or_path: str) -> PromptTemplate:
         if key not in raw:
             raise LlmcseError(f"{path}: missing required key {key!r}")
     recipe = raw["recipe"]
-    if recipe not in RECIPE_FIELDS:
-        raise LlmcseError(f"{path}: recipe {recipe!r} unknown; choose one of {', '.join(RECIPE_FIELDS)}")
+    if recipe not in TEMPLATE_FIELDS:
+        raise LlmcseError(f"{path}: recipe {recipe!r} unknown; choose one of {', '.join(TEMPLATE_FIELDS)}")
     fields = {}
-    for name in RECIPE_FIELDS[recipe]:
+    for name in TEMPLATE_FIELDS[recipe]:
         spec = raw["fields"].get(name)
         if spec is None:
             raise LlmcseError(f"{path}: recipe {recipe!r} needs [fields.{name}]")

@@ -1,0 +1,221 @@
+"""``llmcse expand``: an LLM writes synthetic queries and keywords for every document of a corpus.
+
+For each document (title + text, truncated by tokens): the query prompt is sampled until N
+distinct usable queries exist (each answer's first line is one query), the keyword prompt once
+(its answer split on commas, up to K). Output is never trusted: empty, over-long, echoed,
+non-Latin or duplicate texts are rejected and counted by reason; a query prompt is retried up to
+``max_attempts`` rounds. Records ``{"_id", "queries", "keywords", provenance...}`` are appended
+durably per chunk, so an interrupted run continues with nothing lost and nothing duplicated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from llmcse.data.loaders import load_beir_corpus
+from llmcse.data.records import Doc
+from llmcse.llm.base import LLM, SamplingParams
+from llmcse.synth.checks import clean_output, latin_fraction, normalize
+from llmcse.synth.prompts import PromptTemplate, load_template
+from llmcse.utils.io import atomic_write_json
+from llmcse.utils.jsonl import AppendOnlyJsonl
+
+logger = logging.getLogger(__name__)
+
+MAX_QUERY_WORDS = 32
+MAX_KEYWORD_WORDS = 6
+
+
+@dataclass
+class ExpandConfig:
+    corpus: str = "corpus.jsonl"  # BEIR corpus
+    out: str = "expansions.jsonl"
+    llm: str = "hf:SmolLM2-135M-Instruct"
+    queries: int = 3  # synthetic queries per document
+    keywords: int = 5  # keywords per document (at most)
+    prompts: str = "expand"  # shipped template name or a .toml path
+    max_doc_tokens: int = 256  # documents are cut to this many tokens of the LLM's tokenizer
+    max_new_tokens: int = 48
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int = 1234
+    max_attempts: int = 3  # rounds of query sampling before a document keeps fewer than N
+    chunk_size: int = 32  # documents per durable write
+    n: int | None = None  # first n documents only
+    tokenizer: str | None = None  # for truncation; None: the hf back end's own, else SmolLM2's
+
+
+def truncate_tokens(text: str, tokenizer, max_tokens: int) -> tuple[str, int, bool]:
+    """(text cut to ``max_tokens`` tokens, its original token count, whether it was cut)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return text, len(ids), False
+    return tokenizer.decode(ids[:max_tokens], skip_special_tokens=True).strip() + " ...", len(ids), True
+
+
+def check_query(text: str, document: str, instruction: str, seen: set[str]) -> str | None:
+    if not text or not normalize(text):
+        return "empty"
+    if any(ord(c) < 32 for c in text) or (latin_fraction(text) < 0.8 and latin_fraction(document) >= 0.8):
+        return "wrong_language"
+    if len(text.split()) > MAX_QUERY_WORDS:
+        return "too_long"
+    prefix = normalize(instruction.split("{seed}")[0].split("\n")[0])
+    if prefix and normalize(text).startswith(prefix):
+        return "echoed_instruction"
+    if normalize(text) in seen:
+        return "duplicate"
+    return None
+
+
+def split_keywords(raw: str, document: str, limit: int) -> tuple[list[str], Counter]:
+    """Keywords from one comma-separated answer: cleaned, deduplicated, at most ``limit``."""
+    rejected: Counter = Counter()
+    line = clean_output(raw if isinstance(raw, str) else "")
+    keywords, seen = [], set()
+    for part in line.replace(";", ",").split(","):
+        word = part.strip().strip(".-*•").strip()
+        if not word or not normalize(word):
+            continue
+        if any(ord(c) < 32 for c in word) or (latin_fraction(word) < 0.8 and latin_fraction(document) >= 0.8):
+            rejected["wrong_language"] += 1
+        elif len(word.split()) > MAX_KEYWORD_WORDS:
+            rejected["too_long"] += 1
+        elif normalize(word) in seen:
+            rejected["duplicate"] += 1
+        else:
+            seen.add(normalize(word))
+            keywords.append(word)
+    return keywords[:limit], rejected
+
+
+def _load_tokenizer(cfg: ExpandConfig, llm: LLM):
+    from transformers import AutoTokenizer
+
+    from llmcse.embed.models import resolve_model_path
+
+    if cfg.tokenizer:
+        return AutoTokenizer.from_pretrained(resolve_model_path(cfg.tokenizer))
+    if getattr(llm, "tokenizer", None) is not None:
+        return llm.tokenizer
+    logger.info("no --tokenizer given and the back end has none: truncating with SmolLM2's tokenizer")
+    return AutoTokenizer.from_pretrained(resolve_model_path("SmolLM2-135M-Instruct"))
+
+
+def _expand_chunk(llm: LLM, template: PromptTemplate, docs: list[str], cfg: ExpandConfig, chunk_index: int):
+    """Queries and keywords for each document text; per-document attempts and rejections."""
+    queries: list[list[str]] = [[] for _ in docs]
+    rejections: list[Counter] = [Counter() for _ in docs]
+    attempts = [0] * len(docs)
+    qfield, kfield = template.fields["query"], template.fields["keywords"]
+    for attempt in range(cfg.max_attempts):
+        todo = [i for i, q in enumerate(queries) if len(q) < cfg.queries]
+        if not todo:
+            break
+        # ask for every missing query at once: one prompt per missing query, sampled
+        prompts, owners = [], []
+        for i in todo:
+            for _ in range(cfg.queries - len(queries[i])):
+                prompts.append(qfield.messages(docs[i], template.system))
+                owners.append(i)
+        params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                                seed=cfg.seed + 7919 * chunk_index + 104729 * attempt, stop=("\n",))
+        for i, raw in zip(owners, llm.generate(prompts, params)):
+            attempts[i] += 1
+            text = clean_output(raw if isinstance(raw, str) else "")
+            if len(queries[i]) >= cfg.queries:
+                continue
+            reason = check_query(text, docs[i], qfield.instruction, {normalize(q) for q in queries[i]})
+            if reason:
+                rejections[i][reason] += 1
+            else:
+                queries[i].append(text)
+    keywords = []
+    if cfg.keywords > 0:
+        params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0, seed=cfg.seed, stop=("\n",))
+        raws = llm.generate([kfield.messages(d, template.system) for d in docs], params)
+        for i, raw in enumerate(raws):
+            words, rejected = split_keywords(raw, docs[i], cfg.keywords)
+            rejections[i].update({f"keyword_{k}": v for k, v in rejected.items()})
+            if not words:
+                rejections[i]["keywords_empty"] += 1
+            keywords.append(words)
+    else:
+        keywords = [[] for _ in docs]
+    return queries, keywords, attempts, rejections
+
+
+def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: bool | None = None) -> dict:
+    from tqdm.auto import tqdm
+
+    from llmcse.embed.encode import progress_enabled
+    from llmcse.llm import load_llm
+
+    template = load_template(cfg.prompts)
+    if template.recipe != "expand":
+        from llmcse.errors import LlmcseError
+
+        raise LlmcseError(f"{template.path}: an expansion template needs recipe = \"expand\", not {template.recipe!r}")
+    corpus: dict[str, Doc] = load_beir_corpus(cfg.corpus)
+    doc_ids = list(corpus)[: cfg.n] if cfg.n else list(corpus)
+    out_file = AppendOnlyJsonl(Path(cfg.out))
+    done = {r["_id"] for r in out_file.read()}
+    pending = [d for d in doc_ids if d not in done]
+    logger.info("%d documents (%d already done, %d to expand); template %s v%d", len(doc_ids), len(doc_ids) - len(pending),
+                len(pending), template.id, template.version)
+    if pending:
+        llm = llm or load_llm(cfg.llm)
+    tokenizer = _load_tokenizer(cfg, llm) if pending else None
+    sampling = {k: getattr(cfg, k) for k in ("max_new_tokens", "temperature", "top_p", "max_attempts", "seed")}
+    started = time.perf_counter()
+    tokens_before = llm.stats.completion_tokens if pending else 0
+    bar = tqdm(total=len(pending), unit="doc", desc="expand", disable=not progress_enabled(show_progress_bar))
+    for start in range(0, len(pending), cfg.chunk_size):
+        ids = pending[start:start + cfg.chunk_size]
+        texts, meta = [], []
+        for doc_id in ids:
+            text, n_tokens, cut = truncate_tokens(corpus[doc_id].default_text().strip(), tokenizer, cfg.max_doc_tokens)
+            texts.append(text)
+            meta.append({"doc_tokens": n_tokens, "truncated": cut})
+        usable = [i for i, t in enumerate(texts) if normalize(t)]
+        results = _expand_chunk(llm, template, [texts[i] for i in usable], cfg, (len(done) + start) // cfg.chunk_size) \
+            if usable else ([], [], [], [])
+        by_index = dict(zip(usable, zip(*results))) if usable else {}
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        records = []
+        for i, doc_id in enumerate(ids):
+            queries, keywords, attempts, rejected = by_index.get(i, ([], [], 0, Counter({"empty_document": 1})))
+            records.append({"_id": doc_id, "queries": queries, "keywords": keywords, "generator": llm.spec,
+                            "prompt_id": template.id, "prompt_version": template.version, "sampling": sampling,
+                            "attempts": attempts, "rejections": dict(rejected), **meta[i], "created": now})
+        out_file.append(records)
+        bar.update(len(ids))
+        seconds = time.perf_counter() - started
+        bar.set_postfix(tok_s=f"{(llm.stats.completion_tokens - tokens_before) / max(seconds, 1e-9):.0f}")
+    bar.close()
+    summary = summarize_expansions(out_file.read(), cfg)
+    seconds = time.perf_counter() - started
+    summary["this_run"] = {"documents": len(pending), "seconds": round(seconds, 1),
+                           "docs_per_s": round(len(pending) / seconds, 3) if pending and seconds else None,
+                           "completion_tokens": (llm.stats.completion_tokens - tokens_before) if pending else 0}
+    atomic_write_json(Path(cfg.out).with_name(Path(cfg.out).stem + ".summary.json"), summary)
+    return summary
+
+
+def summarize_expansions(records: list[dict], cfg: ExpandConfig) -> dict:
+    rejections: Counter = Counter()
+    for r in records:
+        rejections.update(r.get("rejections", {}))
+    n = len(records)
+    return {"out": cfg.out, "documents": n,
+            "with_all_queries": sum(1 for r in records if len(r["queries"]) >= cfg.queries),
+            "without_queries": sum(1 for r in records if not r["queries"]),
+            "mean_queries": round(sum(len(r["queries"]) for r in records) / n, 3) if n else None,
+            "mean_keywords": round(sum(len(r["keywords"]) for r in records) / n, 3) if n else None,
+            "truncated_documents": sum(1 for r in records if r.get("truncated")),
+            "rejections_by_reason": dict(rejections), "config": asdict(cfg)}
