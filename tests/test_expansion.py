@@ -129,3 +129,40 @@ def test_round_trip_filter_keeps_queries_that_find_their_own_document(tmp_path, 
     assert kept["d2"]["queries"] == ["how do plants make sugar"] and "not-in-corpus" not in kept
     report = json.loads((tmp_path / "rt.report.json").read_text())
     assert (report["queries"], report["kept"], report["unknown_documents"]) == (3, 2, 1)
+
+
+def test_index_then_search_prints_titled_hits_and_matches_eval_with_expansions(tmp_path, tiny_data_dir, capsys):
+    from llmcse.cli import main
+    from llmcse.retrieval.index import search_index
+
+    corpus = tiny_data_dir / "beir" / "toyretrieval" / "corpus.jsonl"
+    exp = tmp_path / "exp.jsonl"
+    exp.write_text(json.dumps({"_id": "d3", "queries": ["soccer championship every four years"], "keywords": ["FIFA"]}) + "\n")
+    idx = tmp_path / "idx"
+    assert main(["-q", "index", "--corpus", str(corpus), "--out", str(idx), "--expansions", str(exp),
+                 "--expansion-weights", "1,1,1", "--shard-size", "2"]) == 0
+    meta = json.loads((idx / "index.json").read_text())
+    assert meta["documents"] == len(corpus.read_text().splitlines()) and meta["weights"] == "1,1,1"
+    capsys.readouterr()
+    assert main(["search", str(idx), "what comes out of a volcano", "-k", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "1. " in printed and "d1  Volcanoes" in printed.splitlines()[1]
+    hits = search_index(idx, ["soccer championship"], k=1)[0]
+    assert hits[0]["_id"] == "d3" and hits[0]["rank"] == 1
+    # sharded vectors equal the vectors the expanded searcher computes in one go
+    from llmcse.data.loaders import load_beir_corpus
+    from llmcse.embed.encode import CachedEncoder
+    from llmcse.embed.models import load_embedder
+    from llmcse.retrieval.expansion import ExpandedDenseSearcher, load_expansions
+
+    docs = load_beir_corpus(corpus)
+    searcher = ExpandedDenseSearcher(CachedEncoder(load_embedder("all-MiniLM-L6-v2", device="cpu")),
+                                     load_expansions(exp), ExpansionWeights(1, 1, 1))
+    assert np.allclose(np.load(idx / "vectors.npy"), searcher.document_vectors(docs, list(docs)), atol=1e-5)
+
+
+def test_search_on_a_folder_that_is_not_an_index_is_a_clear_error(tmp_path):
+    from llmcse.retrieval.index import search_index
+
+    with pytest.raises(LlmcseError, match="not an llmcse index"):
+        search_index(tmp_path, ["q"])

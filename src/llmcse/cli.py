@@ -235,6 +235,26 @@ def cmd_filter_expansions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from llmcse.retrieval.index import build_index
+
+    meta = build_index(args.model, args.corpus, args.out, expansions=args.expansions, weights=args.expansion_weights,
+                       shard_size=args.shard_size, device=args.device, batch_size=args.batch_size)
+    extra = f" with expansions (weights {meta['weights']})" if meta["expansions"] else ""
+    print(f"indexed {meta['documents']} documents ({meta['dim']}-dim, {meta['model']}){extra}: {args.out}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from llmcse.retrieval.index import search_index
+
+    for query, hits in zip(args.query, search_index(args.index, args.query, k=args.k, device=args.device)):
+        print(f"query: {query}")
+        for hit in hits:
+            print(f"  {hit['rank']:>3}. {hit['score']:.4f}  {hit['_id']}  {hit['title']}")
+    return 0
+
+
 def cmd_rfd(args: argparse.Namespace) -> int:
     from llmcse.data.paths import resolve_data_dir
     from llmcse.data.tasks import TaskCatalog
@@ -431,6 +451,27 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--device", default=None)
     fe.add_argument("--batch-size", type=int, default=64)
     fe.set_defaults(func=cmd_filter_expansions)
+
+    ix = sub.add_parser("index", help="embed a BEIR corpus (optionally with expansions) into a search index folder",
+                        epilog="example:\n  llmcse index --model all-MiniLM-L6-v2 --corpus corpus.jsonl --expansions exp.jsonl "
+                               "--out runs/idx\n  llmcse search runs/idx \"how do volcanoes form\"",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ix.add_argument("--model", default="all-MiniLM-L6-v2")
+    ix.add_argument("--corpus", required=True, help="BEIR corpus.jsonl")
+    ix.add_argument("--out", required=True, help="index folder (vectors.npy, docs.jsonl, index.json)")
+    ix.add_argument("--expansions", help="synthetic queries/keywords per document (llmcse expand)")
+    ix.add_argument("--expansion-weights", default="1,1,1", help="w_doc,w_queries,w_keywords or 'mean'")
+    ix.add_argument("--shard-size", type=int, default=10_000, help="documents embedded per shard")
+    ix.add_argument("--device", default=None)
+    ix.add_argument("--batch-size", type=int, default=64)
+    ix.set_defaults(func=cmd_index)
+
+    sr = sub.add_parser("search", help="query an index built by llmcse index")
+    sr.add_argument("index", help="index folder")
+    sr.add_argument("query", nargs="+", help="one or more queries")
+    sr.add_argument("-k", type=int, default=10, help="hits per query")
+    sr.add_argument("--device", default=None)
+    sr.set_defaults(func=cmd_search)
 
     rf = sub.add_parser("rfd", help="Relative Fitting Difficulty (NGCSE): train vs eval geometry across checkpoints",
                         epilog="examples:\n  llmcse rfd --data runs/sts3.kept.jsonl --model-dir runs/ngcse --output-dir runs/rfd\n"

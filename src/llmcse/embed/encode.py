@@ -47,6 +47,10 @@ class CachedEncoder:
         self._cache: dict[tuple[str | None, str], np.ndarray] = {}
         self.texts_encoded = 0  # unique texts actually run through the model
 
+    def clear(self) -> None:
+        """Forget cached embeddings (sharded corpus embedding keeps memory flat this way)."""
+        self._cache.clear()
+
     @property
     def dim(self) -> int:
         model = self.model
