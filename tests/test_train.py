@@ -144,3 +144,19 @@ def test_prompteol_smollm2_with_lora_round_trips(tmp_path, shared_data_dir, tiny
     assert not np.allclose(original, after, atol=1e-4)
     assert np.allclose(after, SentenceTransformer(str(out), device="cpu").encode(texts), atol=1e-5)
     assert trained[1].get_config_dict()["pooling_mode"] == "lasttoken"  # still PromptEOL pooling
+
+
+def test_training_resumes_from_its_last_checkpoint(tmp_path, shared_data_dir, tiny_data_dir, caplog):
+    out = tmp_path / "model"
+    args = ["-q", "train", "--recipe", "sup-simcse", "--data", str(shared_data_dir / "nli" / "triplets.tsv"),
+            "--out", str(out), "--set", "batch_size=4", "--set", "eval_steps=2", "--set", "keep_checkpoints=0",
+            "--set", "max_examples=32", "--set", "eval_task=toysts:dev", "--data-dir", str(tiny_data_dir)]
+    assert main(args + ["--set", "max_steps=2"]) == 0
+    first_loss = [e["loss"] for e in json.loads((out / "llmcse_training.json").read_text())["log_history"] if "loss" in e]
+    caplog.set_level("INFO", logger="llmcse.train.run")
+    assert main(args[1:] + ["--set", "max_steps=4", "--set", "resume=true"]) == 0
+    assert any("resuming from" in r.getMessage() and r.getMessage().endswith("checkpoint-2") for r in caplog.records)
+    summary = json.loads((out / "llmcse_training.json").read_text())
+    assert summary["steps"] == 4
+    losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
+    assert len(losses) == 2 and losses[0] == first_loss[0]  # step 2's log came with the checkpoint's state

@@ -255,6 +255,23 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from llmcse.pipeline import load_pipeline, run_pipeline
+
+    config, _ = load_pipeline(args.recipe, args.set or [])
+    run_dir = Path(args.out or Path("runs") / config["run"].name)
+    result = run_pipeline(args.recipe, run_dir, args.set or [], data_dir=args.data_dir, dry_run=args.dry_run)
+    width = max(len(name) for name, _, _ in result["plan"])
+    print(f"run folder: {run_dir}")
+    for name, action, why in result["plan"]:
+        print(f"  {name:<{width}}  {action:<6}  {why}")
+    if not args.dry_run and result["before_after"]:
+        print()
+        print(result["before_after"])
+        print(f"details: {run_dir / 'eval'}   config: {run_dir / 'config.json'}")
+    return 0
+
+
 def cmd_rfd(args: argparse.Namespace) -> int:
     from llmcse.data.paths import resolve_data_dir
     from llmcse.data.tasks import TaskCatalog
@@ -472,6 +489,18 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("-k", type=int, default=10, help="hits per query")
     sr.add_argument("--device", default=None)
     sr.set_defaults(func=cmd_search)
+
+    ru = sub.add_parser("run", help="the whole path in one resumable run: generate -> filter -> train -> eval",
+                        epilog="example:\n  llmcse run recipes/quickstart.toml\n  llmcse run recipes/quickstart.toml "
+                               "--set train.lr=3e-5 --dry-run   (shows which stages rerun)\n"
+                               "Rerun after an interruption: finished stages are skipped, the interrupted one resumes.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ru.add_argument("recipe", help="recipe TOML with [run] [generate] [filter] [train] [eval] sections")
+    ru.add_argument("--out", help="run folder (default: runs/<run.name>)")
+    ru.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value (repeatable)")
+    ru.add_argument("--dry-run", action="store_true", help="show the plan: stages to run, resume or skip, and why")
+    _add_data_dir(ru)
+    ru.set_defaults(func=cmd_run)
 
     rf = sub.add_parser("rfd", help="Relative Fitting Difficulty (NGCSE): train vs eval geometry across checkpoints",
                         epilog="examples:\n  llmcse rfd --data runs/sts3.kept.jsonl --model-dir runs/ngcse --output-dir runs/rfd\n"

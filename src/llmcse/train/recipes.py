@@ -30,6 +30,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # checkpoints kept on disk; 0 keeps all (llmcse rfd needs the trajectory)
     seed: int = 42
     max_examples: int | None = None  # take the first N rows (same-size comparisons)
+    resume: bool = False  # continue from the last checkpoint in <out>/checkpoints if there is one
     lora_r: int = 0  # > 0: train LoRA adapters of this rank instead of all weights (PromptEOL on LLMs)
     lora_alpha: int | None = None  # None: 2 x lora_r
     lora_dropout: float = 0.05

@@ -115,7 +115,11 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     evaluator = dev_evaluator(cfg.eval_task, data_dir)
     before = evaluator(model)["dev_spearman_cosine"]
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
-    trainer.train()
+    last = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) \
+        if cfg.resume and (out / "checkpoints").is_dir() else []
+    if last:
+        logger.info("resuming from %s", last[-1])
+    trainer.train(resume_from_checkpoint=str(last[-1]) if last else None)
     after = evaluator(model)["dev_spearman_cosine"]
     if cfg.lora_r > 0 and cfg.lora_export == "merged":
         logger.info("merged %d LoRA layers into the base weights", merge_lora(model))

@@ -1,0 +1,84 @@
+"""llmcse run: stages in one folder, skipped when unchanged, rerun from the first changed one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmcse.cli import main
+
+RECIPE = """
+[run]
+name = "tiny"
+
+[generate]
+recipe = "nli"
+llm = "fake:"
+n = 24
+chunk_size = 8
+
+[filter]
+llm = ""                      # cheap checks only
+max_positive_overlap = 1.01   # the fake LLM reverses words: full overlap is expected here
+
+[train]
+recipe = "synth-nli"
+max_steps = 2
+batch_size = 4
+eval_steps = 2
+eval_task = "toysts:dev"
+
+[eval]
+tasks = "toysts"
+"""
+
+
+@pytest.fixture()
+def recipe(tmp_path, tiny_data_dir):
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("\n".join(f"The council of town number {i} voted for a new library today." for i in range(30)) + "\n")
+    path = tmp_path / "tiny.toml"
+    path.write_text(RECIPE.replace('[generate]\n', f'[generate]\nseeds = "{seeds}"\n'), encoding="utf-8")
+    return path
+
+
+def _plan(capsys):
+    lines = capsys.readouterr().out.splitlines()
+    return {line.split()[0]: line.split()[1] for line in lines if line.startswith("  ") and len(line.split()) > 1
+            and line.split()[1] in ("run", "skip", "resume")}
+
+
+def test_run_skips_unchanged_stages_and_reruns_from_the_changed_one(recipe, tmp_path, tiny_data_dir, capsys):
+    run_dir = tmp_path / "run"
+    common = ["-q", "run", str(recipe), "--out", str(run_dir), "--data-dir", str(tiny_data_dir)]
+    assert main(common) == 0
+    out = capsys.readouterr().out
+    assert "| toysts | " in out  # the before/after table
+    assert len((run_dir / "generated.jsonl").read_text().splitlines()) == 24
+    assert (run_dir / "model" / "config_sentence_transformers.json").exists()
+    base = json.loads((run_dir / "eval" / "base" / "results.json").read_text())
+    assert base["model"] == "all-MiniLM-L6-v2"
+
+    assert main(common + ["--dry-run"]) == 0
+    assert _plan(capsys) == {"generate": "skip", "filter": "skip", "train": "skip", "eval": "skip"}
+
+    assert main(common + ["--set", "train.lr=1e-4", "--dry-run"]) == 0
+    assert _plan(capsys) == {"generate": "skip", "filter": "skip", "train": "run", "eval": "run"}
+
+    assert main(common + ["--set", "filter.min_negative_overlap=0.05"]) == 0
+    assert _plan(capsys) == {"generate": "skip", "filter": "run", "train": "run", "eval": "run"}
+    assert json.loads((run_dir / "config.json").read_text())["config"]["filter"]["min_negative_overlap"] == 0.05
+
+
+def test_an_interrupted_stage_resumes_when_its_config_is_unchanged(recipe, tmp_path, tiny_data_dir, capsys):
+    from llmcse.utils.io import atomic_write_json
+
+    run_dir = tmp_path / "run"
+    common = ["-q", "run", str(recipe), "--out", str(run_dir), "--data-dir", str(tiny_data_dir)]
+    assert main(common) == 0
+    capsys.readouterr()
+    stamp = run_dir / ".stages" / "train.json"
+    atomic_write_json(stamp, {**json.loads(stamp.read_text()), "finished": False})  # as if killed mid-training
+    assert main(common + ["--dry-run"]) == 0
+    assert _plan(capsys) == {"generate": "skip", "filter": "skip", "train": "resume", "eval": "run"}
