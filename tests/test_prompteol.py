@@ -333,3 +333,24 @@ def test_smollm2_prompteol_folder_reloads_and_ignores_batch_padding(tmp_path):
     similar = model.similarity(model.encode(["A man is playing a guitar."]),
                                model.encode(["A man plays the guitar.", "The stock market fell sharply."]))
     assert similar[0, 0] > similar[0, 1]
+
+
+def test_icl_search_ranks_demos_on_a_dev_split_and_saves_the_best(tmp_path, tiny_data_dir, capsys):
+    import json
+
+    from llmcse.cli import main
+
+    candidates = tmp_path / "cands.tsv"
+    candidates.write_text("A jockey riding a horse.\tEquestrian\nA man is playing a large flute.\tMusic\n")
+    out = tmp_path / "best"
+    assert main(["icl-search", "--base", "SmolLM2-135M-Instruct", "--candidates", str(candidates),
+                 "--eval-task", "toysts:dev", "--out", str(out), "--data-dir", str(tiny_data_dir)]) == 0
+    record = json.loads((out / "icl_search.json").read_text())
+    scores = [r["spearman"] for r in record["rows"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)  # no demo + 2 candidates, best first
+    saved = json.loads((out / "prompteol.json").read_text())
+    best = record["rows"][0]["demo"]
+    assert saved["demos"] == ([] if best is None else [best])
+    assert main(["icl-search", "--base", "SmolLM2-135M-Instruct", "--eval-task", "toysts",
+                 "--data-dir", str(tiny_data_dir)]) == 2
+    assert "never test" in capsys.readouterr().err

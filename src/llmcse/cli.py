@@ -272,6 +272,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_icl_search(args: argparse.Namespace) -> int:
+    from llmcse.data.loaders import load_sts
+    from llmcse.data.paths import resolve_data_dir
+    from llmcse.data.tasks import TaskCatalog
+    from llmcse.embed.icl_search import icl_search, load_candidates, sample_pairs
+    from llmcse.embed.prompteol import Demo, save_prompteol_model
+    from llmcse.utils.io import atomic_write_json
+
+    [(spec, split)] = TaskCatalog(resolve_data_dir(args.data_dir)).select(args.eval_task)
+    if spec.kind != "sts" or split == "test":
+        raise LlmcseError(f"--eval-task {args.eval_task!r}: demo search uses an STS dev split (e.g. stsb:dev), never test")
+    pairs = sample_pairs(load_sts(spec.file_for(split)), args.max_pairs)
+    rows = icl_search(args.base, pairs, load_candidates(args.candidates), template=args.template, dtype=args.dtype,
+                      max_seq_length=args.max_seq_length, device=args.device)
+    print(f"{args.eval_task}, {len(pairs)} pairs, template {args.template}:")
+    for r in rows:
+        demo = "(no demo)" if r["demo"] is None else f"{r['demo'][0]!r} -> {r['demo'][1]}"
+        print(f"  {r['spearman']:6.2f}  {demo}")
+    if args.out:
+        out = Path(args.out)
+        best = rows[0]["demo"]
+        save_prompteol_model(args.base, out, args.template, icl=0 if best is None else 1,
+                             demos=None if best is None else [Demo(*best)], dtype=args.dtype,
+                             max_seq_length=args.max_seq_length, device=args.device)
+        atomic_write_json(out / "icl_search.json", {"eval_task": args.eval_task, "pairs": len(pairs), "rows": rows})
+        print(f"saved the best setting to {out}")
+    return 0
+
+
 def cmd_rfd(args: argparse.Namespace) -> int:
     from llmcse.data.paths import resolve_data_dir
     from llmcse.data.tasks import TaskCatalog
@@ -501,6 +530,22 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--dry-run", action="store_true", help="show the plan: stages to run, resume or skip, and why")
     _add_data_dir(ru)
     ru.set_defaults(func=cmd_run)
+
+    ic = sub.add_parser("icl-search", help="PromptEOL: pick the in-context demo that scores best on an STS dev split",
+                        epilog="example:\n  llmcse icl-search --base SmolLM2-135M-Instruct --max-pairs 500 --out runs/pe-icl\n"
+                               "candidates: the shipped demos, or --candidates FILE (.tsv sentence<TAB>word, .jsonl)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ic.add_argument("--base", required=True, help="causal LM (folder, hub id, bundled name or .gguf)")
+    ic.add_argument("--template", default="prompteol")
+    ic.add_argument("--candidates", help="demo candidates (default: the shipped ones)")
+    ic.add_argument("--eval-task", default="stsb:dev", help="STS dev split used for the choice")
+    ic.add_argument("--max-pairs", type=int, default=None, help="sample this many dev pairs (faster)")
+    ic.add_argument("--max-seq-length", type=int)
+    ic.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    ic.add_argument("--device", default="cpu")
+    ic.add_argument("--out", help="save a PromptEOL folder with the best demo here")
+    _add_data_dir(ic)
+    ic.set_defaults(func=cmd_icl_search)
 
     rf = sub.add_parser("rfd", help="Relative Fitting Difficulty (NGCSE): train vs eval geometry across checkpoints",
                         epilog="examples:\n  llmcse rfd --data runs/sts3.kept.jsonl --model-dir runs/ngcse --output-dir runs/rfd\n"
