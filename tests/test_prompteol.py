@@ -353,4 +353,4 @@ def test_icl_search_ranks_demos_on_a_dev_split_and_saves_the_best(tmp_path, tiny
     assert saved["demos"] == ([] if best is None else [best])
     assert main(["icl-search", "--base", "SmolLM2-135M-Instruct", "--eval-task", "toysts",
                  "--data-dir", str(tiny_data_dir)]) == 2
-    assert "never test" in capsys.readouterr().err
+    assert "never a test split" in capsys.readouterr().err

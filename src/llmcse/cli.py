@@ -274,16 +274,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_icl_search(args: argparse.Namespace) -> int:
     from llmcse.data.loaders import load_sts
-    from llmcse.data.paths import resolve_data_dir
-    from llmcse.data.tasks import TaskCatalog
+    from llmcse.data.tasks import sts_dev_file
     from llmcse.embed.icl_search import icl_search, load_candidates, sample_pairs
     from llmcse.embed.prompteol import Demo, save_prompteol_model
     from llmcse.utils.io import atomic_write_json
 
-    [(spec, split)] = TaskCatalog(resolve_data_dir(args.data_dir)).select(args.eval_task)
-    if spec.kind != "sts" or split == "test":
-        raise LlmcseError(f"--eval-task {args.eval_task!r}: demo search uses an STS dev split (e.g. stsb:dev), never test")
-    pairs = sample_pairs(load_sts(spec.file_for(split)), args.max_pairs)
+    pairs = sample_pairs(load_sts(sts_dev_file(args.eval_task, args.data_dir, "demo search")), args.max_pairs)
     rows = icl_search(args.base, pairs, load_candidates(args.candidates), template=args.template, dtype=args.dtype,
                       max_seq_length=args.max_seq_length, device=args.device)
     print(f"{args.eval_task}, {len(pairs)} pairs, template {args.template}:")
@@ -302,15 +298,11 @@ def cmd_icl_search(args: argparse.Namespace) -> int:
 
 
 def cmd_rfd(args: argparse.Namespace) -> int:
-    from llmcse.data.paths import resolve_data_dir
-    from llmcse.data.tasks import TaskCatalog
+    from llmcse.data.tasks import sts_dev_file
     from llmcse.eval import rfd
     from llmcse.utils.io import atomic_write_json, atomic_write_text
 
-    [(spec, split)] = TaskCatalog(resolve_data_dir(args.data_dir)).select(args.eval_task)
-    if spec.kind != "sts" or split == "test":
-        raise LlmcseError(f"--eval-task {args.eval_task!r}: RFD compares with an STS dev split (e.g. stsb:dev)")
-    stsb_dev = spec.file_for(split)
+    stsb_dev = sts_dev_file(args.eval_task, args.data_dir, "RFD")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.model_dir:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmcse.errors import MissingDataError, UnknownNameError
+from llmcse.errors import LlmcseError, MissingDataError, UnknownNameError
 from llmcse.utils.registry import Registry, did_you_mean
 
 STS_TASKS = ["sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sick"]
@@ -164,3 +164,15 @@ class TaskCatalog:
                 if (spec, chosen) not in selected:
                     selected.append((spec, chosen))
         return selected
+
+
+def sts_dev_file(task: str, data_dir: str | Path | None, purpose: str) -> Path:
+    """The file of an STS *dev* split (``stsb:dev``); anything else, test splits above all, is refused:
+    choices made on it (model selection, demos, RFD) must never see test data."""
+    from llmcse.data.paths import resolve_data_dir
+
+    [(spec, split)] = TaskCatalog(resolve_data_dir(data_dir)).select(task)
+    if spec.kind != "sts" or split == "test":
+        raise LlmcseError(f"{task!r}: {purpose} needs an STS dev split (e.g. stsb:dev), not {spec.kind} {split}; "
+                          "never a test split")
+    return spec.file_for(split)

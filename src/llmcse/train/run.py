@@ -60,13 +60,9 @@ def dev_evaluator(task: str, data_dir: str | None):
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
     from llmcse.data.loaders import load_sts
-    from llmcse.data.paths import resolve_data_dir
-    from llmcse.data.tasks import TaskCatalog
+    from llmcse.data.tasks import sts_dev_file
 
-    [(spec, split)] = TaskCatalog(resolve_data_dir(data_dir)).select(task)
-    if spec.kind != "sts" or split == "test":
-        raise LlmcseError(f"eval_task {task!r}: model selection needs an STS dev split (e.g. stsb:dev), not {spec.kind} {split}")
-    pairs = load_sts(spec.file_for(split))
+    pairs = load_sts(sts_dev_file(task, data_dir, "model selection (eval_task)"))
     return EmbeddingSimilarityEvaluator([p.sentence1 for p in pairs], [p.sentence2 for p in pairs],
                                         [p.score for p in pairs], main_similarity="cosine", name="dev",
                                         write_csv=False, batch_size=64)
