@@ -59,6 +59,11 @@ def test_run_skips_unchanged_stages_and_reruns_from_the_changed_one(recipe, tmp_
     assert (run_dir / "model" / "config_sentence_transformers.json").exists()
     base = json.loads((run_dir / "eval" / "base" / "results.json").read_text())
     assert base["model"] == "all-MiniLM-L6-v2"
+    report = (run_dir / "report.md").read_text()
+    for section in ("## Generated data", "## Filtering", "## Training", "## Evaluation", "| toysts |"):
+        assert section in report
+    page = (run_dir / "report.html").read_text()
+    assert "<table>" in page and page.count("data:image/png;base64,iVBOR") == 1  # the training plot, embedded
 
     assert main(common + ["--dry-run"]) == 0
     assert _plan(capsys) == {"generate": "skip", "filter": "skip", "train": "skip", "eval": "skip"}

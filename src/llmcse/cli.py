@@ -268,7 +268,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.dry_run and result["before_after"]:
         print()
         print(result["before_after"])
-        print(f"details: {run_dir / 'eval'}   config: {run_dir / 'config.json'}")
+        print(f"report: {result['report'][0]} (and .html)   details: {run_dir / 'eval'}   config: {run_dir / 'config.json'}")
     return 0
 
 

@@ -180,7 +180,11 @@ def run_pipeline(recipe: str | Path, run_dir: str | Path, overrides: list[str] =
         atomic_write_json(_stamp_path(run_dir, stage.name), {"hash": current, "finished": False})
         results[stage.name] = stage.run(action == "resume")
         atomic_write_json(_stamp_path(run_dir, stage.name), {"hash": current, "finished": True})
+    from llmcse.eval.report import build_report
+
+    report_md, report_html = build_report(run_dir)
     return {"plan": [(s.name, action, why) for s, action, why in steps], "results": results,
+            "report": [str(report_md), str(report_html)],
             "before_after": (run_dir / "eval" / "before_after.md").read_text(encoding="utf-8")
             if (run_dir / "eval" / "before_after.md").exists() else None}
 

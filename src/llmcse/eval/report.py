@@ -1,0 +1,146 @@
+"""A run's report: ``report.md`` and a self-contained ``report.html`` (plots embedded as PNG data).
+
+Sections, each present when its inputs exist in the run folder: data (kept / rejected by
+reason, examples), filtering (thresholds, drops by reason), training (loss and dev Spearman
+curves), evaluation (base vs trained per task).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+
+
+def _training_plot(log_history: list[dict]) -> bytes | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
+    dev = [(e["step"], e["eval_dev_spearman_cosine"]) for e in log_history if "eval_dev_spearman_cosine" in e]
+    if not losses and not dev:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if losses:
+        ax.plot(*zip(*losses), marker="o", label="training loss")
+        ax.set_ylabel("loss")
+    ax.set_xlabel("step")
+    if dev:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*dev), marker="s", color="C1", label="dev Spearman")
+        ax2.set_ylabel("dev Spearman (cosine)")
+    fig.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def build_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write report.md and report.html into ``run_dir``; returns their paths."""
+    run_dir = Path(run_dir)
+    md: list[str] = [f"# llmcse run report: `{run_dir.name}`", ""]
+    images: dict[str, bytes] = {}
+
+    gen = _load(run_dir / "generated.summary.json")
+    if gen:
+        md += ["## Generated data", "",
+               f"{gen['seeds_done']} seeds, {gen['kept']} records kept ({gen['kept_fraction']}), "
+               f"{gen['rejected']} seeds rejected (recipe `{gen['recipe']}`, prompt `{gen['prompt_id']}` "
+               f"v{gen['prompt_version']}).", ""]
+        reasons = sorted(gen["field_rejections_by_reason"].items(), key=lambda kv: -kv[1])
+        if reasons:
+            md += _table(["rejected attempt reason", "count"], [[k, v] for k, v in reasons]) + [""]
+    filt = _load(run_dir / "kept.report.json")
+    if filt:
+        t = filt["thresholds"]
+        md += ["## Filtering", "",
+               f"{filt['kept']} of {filt['total']} records kept ({filt['kept_fraction']}); thresholds "
+               f"({t['from']}): positive >= {t['t_pos']}, negative <= {t['t_neg']}.", ""]
+        if filt["dropped_by_reason"]:
+            md += _table(["dropped because", "count"], sorted(filt["dropped_by_reason"].items(), key=lambda kv: -kv[1])) + [""]
+        examples = filt.get("examples_kept", [])[:3]
+        if examples:
+            md += ["Kept examples:", ""] + _table(["seed", "positive", "negative"],
+                                                  [[e.get("seed"), e.get("positive"), e.get("negative")] for e in examples]) + [""]
+        dropped = [(reason, e) for reason, items in filt.get("examples_dropped", {}).items() for e in items[:1]]
+        if dropped:
+            md += ["Dropped examples:", ""] + _table(["reason", "seed", "positive", "negative"],
+                                                     [[r, e.get("seed"), e.get("positive"), e.get("negative")]
+                                                      for r, e in dropped]) + [""]
+    train = _load(run_dir / "model" / "llmcse_training.json")
+    if train:
+        md += ["## Training", "",
+               f"Recipe `{train['recipe']}`, {train['rows']} rows, {train['steps']} steps, global batch "
+               f"{train['global_batch']}; {train['eval_task']} Spearman {train['dev_spearman_before']} -> "
+               f"{train['dev_spearman_after']}.", ""]
+        png = _training_plot(train.get("log_history", []))
+        if png:
+            images["training.png"] = png
+            md += ["![training curves](training.png)", ""]
+    before_after = run_dir / "eval" / "before_after.md"
+    if before_after.exists():
+        md += ["## Evaluation", "", before_after.read_text(encoding="utf-8").strip(), ""]
+    rfd_png = run_dir / "rfd" / "rfd.png"
+    if rfd_png.exists():
+        images["rfd.png"] = rfd_png.read_bytes()
+        md += ["## Relative Fitting Difficulty", "", "![RFD](rfd.png)", ""]
+
+    for name, data in images.items():  # beside report.md, so the markdown's image links work too
+        (run_dir / name).write_bytes(data)
+    md_path, html_path = run_dir / "report.md", run_dir / "report.html"
+    md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
+    html_path.write_text(markdown_to_html("\n".join(md), images), encoding="utf-8")
+    return md_path, html_path
+
+
+def markdown_to_html(text: str, images: dict[str, bytes]) -> str:
+    """The small markdown subset the report uses (headings, paragraphs, tables, images, `code`)."""
+    import re
+
+    def inline(s: str) -> str:
+        s = html.escape(s)
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+
+    body, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("!["):
+            alt, name = re.match(r"!\[(.*?)\]\((.*?)\)", line).groups()
+            data = base64.b64encode(images.get(name, b"")).decode()
+            body.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                if not set(lines[i]) <= set("|-: "):
+                    rows.append([c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", lines[i])[1:-1]])
+                i += 1
+            head, *rest = rows
+            body.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr>" +
+                        "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in rest) + "</table>")
+            continue
+        elif line.strip():
+            body.append(f"<p>{inline(line)}</p>")
+        i += 1
+    style = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}"
+             "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .5rem;"
+             "text-align:left;vertical-align:top}th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>llmcse report</title><style>{style}</style>" \
+           f"</head><body>{''.join(body)}</body></html>\n"
