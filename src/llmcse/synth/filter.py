@@ -270,7 +270,8 @@ def filter_report(kept: list[dict], dropped: list[dict], cfg: FilterConfig, out:
     return {"input": cfg.input, "out": str(out), "total": total, "kept": len(kept), "dropped": len(dropped),
             "kept_fraction": round(len(kept) / total, 4) if total else None, "dropped_by_reason": dict(reasons),
             "thresholds": {"t_pos": round(thresholds[0], 4), "t_neg": round(thresholds[1], 4),
-                           "from": f"quantile {cfg.quantile}" if cfg.quantile is not None else "fixed"},
+                           "from": "unused: no scorer, cheap checks only" if not cfg.llm else
+                           f"quantile {cfg.quantile}" if cfg.quantile is not None else "fixed"},
             "score_stats": score_stats,
             "examples_dropped": {reason: [_fields(r) for r in dropped if r["filter"]["reason"] == reason][:3]
                                  for reason in reasons},
