@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 from llmcse.errors import LlmcseError
@@ -91,7 +92,9 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
             raise LlmcseError(f"lora_export {cfg.lora_export!r}: one of merged, adapter")
         add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
     out = Path(cfg.out)
-    devices = max(torch.cuda.device_count(), 1)
+    # torchrun / accelerate set WORLD_SIZE: one process per device, candidates gathered across them
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    devices = processes if processes > 1 else max(torch.cuda.device_count(), 1)
     global_batch = cfg.batch_size * devices * cfg.gradient_accumulation
     steps = cfg.max_steps if cfg.max_steps > 0 else int(cfg.epochs * len(rows) // (cfg.batch_size * devices) // cfg.gradient_accumulation)
     logger.info("recipe %s: %d rows, global batch %d (= %d per device x %d devices x %d accumulation; "
@@ -106,6 +109,11 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
         save_total_limit=cfg.keep_checkpoints or None, load_best_model_at_end=True, metric_for_best_model="eval_dev_spearman_cosine",
         greater_is_better=True, logging_steps=max(1, min(cfg.eval_steps, 50)), report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
+        # gathering candidates across processes needs the same batch size on every process
+        dataloader_drop_last=processes > 1,
+        # torchrun on CPU-only machines: accelerate sets up gloo data parallelism only when told it
+        # is on CPU; without this each process would silently train alone
+        use_cpu=processes > 1 and not torch.cuda.is_available(),
     )
     loss = build_loss(loss_name, model, cfg, rows)
     evaluator = dev_evaluator(cfg.eval_task, data_dir)

@@ -17,30 +17,51 @@ def masked_info_nce(
     candidates: Tensor,
     temperature: float,
     false_negative_mask: Tensor | None = None,
+    positive_offset: int = 0,
 ) -> tuple[Tensor, int]:
-    """InfoNCE where anchor i's positive is candidate i; masked candidates leave the denominator.
+    """InfoNCE where anchor i's positive is candidate ``positive_offset + i``; masked candidates
+    leave the denominator.
 
     Args:
         anchors: (B, D) anchor embeddings.
-        candidates: (C, D) positives first (rows 0..B-1, row i belongs to anchor i), then any
-            hard negatives.
+        candidates: (C, D): on one process the B positives first (row i belongs to anchor i), then
+            any hard negatives; gathered over processes, every process's block in rank order.
         temperature: Softmax temperature (scale = 1 / temperature; 0.05 <-> 20).
         false_negative_mask: (B, C) bool, True where a candidate is a false negative to drop.
             A row's own positive is never masked, whatever the mask says.
+        positive_offset: Where this process's positives start among the candidates.
 
     Returns:
         (mean cross-entropy loss, number of logits masked)
     """
     logits = F.normalize(anchors, dim=-1) @ F.normalize(candidates, dim=-1).T / temperature  # (B, C)
     batch = anchors.size(0)
-    labels = torch.arange(batch, device=anchors.device)  # (B,)
+    rows = torch.arange(batch, device=anchors.device)  # (B,)
+    labels = rows + positive_offset  # (B,)
     n_masked = 0
     if false_negative_mask is not None:
         mask = false_negative_mask.clone()
-        mask[labels, labels] = False  # never the row's own positive
+        mask[rows, labels] = False  # never the row's own positive
         n_masked = int(mask.sum())
         logits = logits.masked_fill(mask, float("-inf"))
     return F.cross_entropy(logits, labels), n_masked
+
+
+def gather_candidates(candidates: Tensor) -> tuple[Tensor, int]:
+    """Every process's candidates, concatenated in rank order, with gradients flowing back to each
+    process's own rows; and where this process's block starts. Identity on one process.
+
+    With data-parallel training (torchrun / accelerate) each anchor then sees the candidates of the
+    whole global batch as negatives: per-device batch x processes, what the log line reports.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return candidates, 0
+    from torch.distributed.nn.functional import all_gather
+
+    blocks = all_gather(candidates.contiguous())  # world_size x (C, D), differentiable
+    return torch.cat(blocks), dist.get_rank() * candidates.size(0)
 
 
 def false_negative_mask(ref_anchors: Tensor, ref_candidates: Tensor, threshold: float) -> Tensor:
@@ -153,11 +174,13 @@ class InfoNCELoss(nn.Module):
         if len(embeddings) < 2:
             raise ValueError(f"InfoNCE needs (anchor, positive[, negatives...]) columns, got {len(embeddings)}")
         anchors, candidates = embeddings[0], torch.cat(embeddings[1:])  # (B, D), (C, D)
+        candidates, offset = gather_candidates(candidates)  # (C x processes, D) under data parallelism
         mask = None
         if self.false_negative_threshold is not None:
             ref = reference if reference is not None else [e.detach() for e in embeddings]
-            mask = false_negative_mask(ref[0], torch.cat(ref[1:]), self.false_negative_threshold)  # (B, C)
-        loss, n_masked = masked_info_nce(anchors, candidates, self.temperature, mask)
+            ref_candidates, _ = gather_candidates(torch.cat(ref[1:]).detach())
+            mask = false_negative_mask(ref[0], ref_candidates, self.false_negative_threshold)  # (B, C x processes)
+        loss, n_masked = masked_info_nce(anchors, candidates, self.temperature, mask, positive_offset=offset)
         self.masked_total += n_masked
         self.logits_total += anchors.size(0) * candidates.size(0)
         return loss
