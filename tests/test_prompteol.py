@@ -354,3 +354,17 @@ def test_icl_search_ranks_demos_on_a_dev_split_and_saves_the_best(tmp_path, tiny
     assert main(["icl-search", "--base", "SmolLM2-135M-Instruct", "--eval-task", "toysts",
                  "--data-dir", str(tiny_data_dir)]) == 2
     assert "never a test split" in capsys.readouterr().err
+
+
+def test_prompteol_spec_builds_the_embedder_on_the_fly():
+    import numpy as np
+
+    from llmcse.embed.models import load_embedder
+    from llmcse.embed.prompteol import build_prompteol_model
+
+    texts = ["A man plays a guitar.", "Rain fell all day."]
+    direct = build_prompteol_model("SmolLM2-135M-Instruct", device="cpu").encode(texts)
+    via_spec = load_embedder("prompteol:SmolLM2-135M-Instruct", device="cpu").encode(texts)
+    assert np.allclose(direct, via_spec, atol=1e-6)
+    with pytest.raises(LlmcseError, match="last token by construction"):
+        load_embedder("prompteol:SmolLM2-135M-Instruct", pooling="mean", device="cpu")

@@ -174,7 +174,8 @@ def load_embedder(
 
     Args:
         spec: A sentence-transformers folder or hub id, a raw transformers folder or hub id,
-            a bundled alias, or a ``.gguf`` file.
+            a bundled alias, a ``.gguf`` file, or ``prompteol:<causal LM>`` (a PromptEOL embedder
+            built on the fly with the paper's template, as ``llmcse prompteol`` would save it).
         pooling: ``mean``, ``cls`` or ``last``, only for raw transformer checkpoints. Several,
             comma-separated, give one vector per pooling concatenated (see ``PoolingSlice``).
         device: ``cuda``, ``mps``, ``cpu``; None picks automatically.
@@ -189,6 +190,13 @@ def load_embedder(
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
     device = device or auto_device()
+    if spec.startswith("prompteol:"):
+        from llmcse.embed.prompteol import build_prompteol_model
+
+        if pooling is not None:
+            raise LlmcseError(f"{spec}: PromptEOL pools the last token by construction; drop --pooling")
+        return build_prompteol_model(spec.removeprefix("prompteol:"), dtype=dtype, max_seq_length=max_seq_length,
+                                     device=device)
     torch_dtype = resolve_dtype(dtype, device)
     path = resolve_model_path(spec)
     model_kwargs = {"dtype": torch_dtype}

@@ -56,14 +56,19 @@ def masking_reference(model, cfg: TrainConfig, rows: list[tuple[str, ...]]):
     return table
 
 
-def dev_evaluator(task: str, data_dir: str | None):
-    """sentence-transformers' STS evaluator on an STS dev split (``task:split``), named ``dev``."""
+def dev_evaluator(task: str, data_dir: str | None, max_pairs: int | None = None):
+    """sentence-transformers' STS evaluator on an STS dev split (``task:split``), named ``dev``;
+    ``max_pairs`` samples the split (seeded) when evaluating the whole of it costs too much."""
+    import random
+
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
     from llmcse.data.loaders import load_sts
     from llmcse.data.tasks import sts_dev_file
 
     pairs = load_sts(sts_dev_file(task, data_dir, "model selection (eval_task)"))
+    if max_pairs and len(pairs) > max_pairs:
+        pairs = random.Random(0).sample(pairs, max_pairs)
     return EmbeddingSimilarityEvaluator([p.sentence1 for p in pairs], [p.sentence2 for p in pairs],
                                         [p.score for p in pairs], main_similarity="cosine", name="dev",
                                         write_csv=False, batch_size=64)
@@ -116,7 +121,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
         use_cpu=processes > 1 and not torch.cuda.is_available(),
     )
     loss = build_loss(loss_name, model, cfg, rows)
-    evaluator = dev_evaluator(cfg.eval_task, data_dir)
+    evaluator = dev_evaluator(cfg.eval_task, data_dir, cfg.eval_max_pairs)
     before = evaluator(model)["dev_spearman_cosine"]
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
     last = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) \
