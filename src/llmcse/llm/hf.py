@@ -177,7 +177,8 @@ class HFGenerator:
             batch = self.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
                                    add_special_tokens=False).to(self.device)
             with torch.no_grad():
-                logits = self.model(**batch).logits[:, -1, :]  # (batch, vocab): left padding puts the real end last
+                # only the last position's logits: the LM head over every position would be ~1 GB per batch
+                logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :]  # (batch, vocab); left padding: real end last
             p = torch.softmax(logits[:, choice_ids].float(), dim=-1)  # (batch, n_choices)
             for row, i in enumerate(idx):
                 probs[i] = p[row].tolist()
