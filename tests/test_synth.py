@@ -65,6 +65,10 @@ def test_each_kind_of_bad_output_gets_its_reason_code():
     assert check_output("bad \x00 bytes here", seed) == "wrong_language"
     assert check_output("A rider crosses the sand.", seed, other_fields=("a rider crosses the sand",)) == "same_as_other_field"
     assert check_output("Someone rides a horse on the sand and the sun goes down over the", seed) == "unfinished"
+    tuesday = {"The committee approved the new budget on Tuesday."}
+    assert check_output("On Tuesday, a man rides a horse by the sea.", seed, demo_texts=tuesday) == "copied_demo"
+    assert check_output("On Tuesday a man rode along the beach.", "On Tuesday a man rode a horse.",
+                        demo_texts=tuesday) is None  # the seed itself says Tuesday
     assert check_output("Someone rides a horse on the sand.", seed, demo_texts=demos) is None
     assert check_output("Someone rides a horse", "A heading without a full stop") is None  # seed ends no sentence
 
@@ -80,7 +84,7 @@ def test_shipped_templates_load_and_bad_templates_fail_clearly(tmp_path):
     bad.write_text('id = "x"\nversion = 1\nrecipe = "nli"\ncolour = "red"\n[fields]\n', encoding="utf-8")
     with pytest.raises(LlmcseError, match=r"unknown key\(s\) \['colour'\]"):
         load_template(str(bad))
-    with pytest.raises(LlmcseError, match="prompt template 'nope' not found; shipped: nli, sts3"):
+    with pytest.raises(LlmcseError, match="prompt template 'nope' not found; shipped: expand, nli, sts3"):
         load_template("nope")
 
 

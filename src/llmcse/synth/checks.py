@@ -65,7 +65,22 @@ def leaks_demo(norm_text: str, norm_seed: str, demo_texts) -> bool:
     if not demo_texts:
         return False
     own = _trigrams(norm_text.split()) - _trigrams(norm_seed.split())
-    return any(own & _trigrams(normalize(d).split()) for d in demo_texts)
+    if any(own & _trigrams(normalize(d).split()) for d in demo_texts):
+        return True
+    # A demo's proper noun ("On Tuesday, ...") in an output whose seed never mentions it: even a
+    # two-word paste is a leak (seen in 5 of 25 kept records of the first 3,000-seed nli run).
+    words = set(norm_text.split()) - set(norm_seed.split())
+    return bool(words & _demo_proper_nouns(frozenset(demo_texts)))
+
+
+def _demo_proper_nouns(demo_texts: frozenset[str]) -> set[str]:
+    """Capitalised words that are not a demo's first word, lower-cased ("Tuesday" -> "tuesday")."""
+    nouns = set()
+    for demo in demo_texts:
+        for word in re.findall(r"\w+", demo)[1:]:
+            if word[:1].isupper():
+                nouns.add(word.lower())
+    return nouns
 
 
 def check_output(
