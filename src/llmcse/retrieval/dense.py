@@ -116,6 +116,10 @@ class DenseSearcher:
                 logger.warning("use_faiss=True but faiss is not installed; using exact torch search instead")
         return exact_top_k(query_emb, doc_emb, k, chunk_size=self.chunk_size)
 
+    def document_vectors(self, corpus: dict[str, Doc], doc_ids: list[str]) -> np.ndarray:
+        """(n_docs, dim) vectors the corpus is searched with; subclasses may enrich them (expansion)."""
+        return self.encoder.encode([corpus[d].default_text() for d in doc_ids], prompt_name="document")
+
     def search(self, corpus: dict[str, Doc], queries: dict[str, Query], top_k: int = 100) -> dict[str, dict[str, float]]:
         """Rank the corpus for each query.
 
@@ -130,7 +134,7 @@ class DenseSearcher:
         doc_ids = list(corpus)
         query_ids = list(queries)
         started = time.perf_counter()
-        doc_emb = self.encoder.encode([corpus[d].default_text() for d in doc_ids], prompt_name="document")  # (n_docs, dim)
+        doc_emb = self.document_vectors(corpus, doc_ids)  # (n_docs, dim)
         query_emb = self.encoder.encode([queries[q].text for q in query_ids], prompt_name="query")  # (n_queries, dim)
         encoded = time.perf_counter()
         if not doc_ids or not query_ids:

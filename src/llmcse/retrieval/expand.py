@@ -20,7 +20,7 @@ from pathlib import Path
 from llmcse.data.loaders import load_beir_corpus
 from llmcse.data.records import Doc
 from llmcse.llm.base import LLM, SamplingParams
-from llmcse.synth.checks import clean_output, latin_fraction, normalize
+from llmcse.synth.checks import clean_output, normalize, wrong_language
 from llmcse.synth.prompts import PromptTemplate, load_template
 from llmcse.utils.io import atomic_write_json
 from llmcse.utils.jsonl import AppendOnlyJsonl
@@ -61,7 +61,7 @@ def truncate_tokens(text: str, tokenizer, max_tokens: int) -> tuple[str, int, bo
 def check_query(text: str, document: str, instruction: str, seen: set[str]) -> str | None:
     if not text or not normalize(text):
         return "empty"
-    if any(ord(c) < 32 for c in text) or (latin_fraction(text) < 0.8 and latin_fraction(document) >= 0.8):
+    if wrong_language(text, document):
         return "wrong_language"
     if len(text.split()) > MAX_QUERY_WORDS:
         return "too_long"
@@ -82,7 +82,7 @@ def split_keywords(raw: str, document: str, limit: int) -> tuple[list[str], Coun
         word = part.strip().strip(".-*•").strip()
         if not word or not normalize(word):
             continue
-        if any(ord(c) < 32 for c in word) or (latin_fraction(word) < 0.8 and latin_fraction(document) >= 0.8):
+        if wrong_language(word, document):
             rejected["wrong_language"] += 1
         elif len(word.split()) > MAX_KEYWORD_WORDS:
             rejected["too_long"] += 1

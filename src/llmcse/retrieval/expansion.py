@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmcse.data.records import Doc, Query
+from llmcse.data.records import Doc
 from llmcse.errors import DataFormatError, LlmcseError
 from llmcse.retrieval.dense import DenseSearcher
 from llmcse.utils.jsonl import read_jsonl
@@ -110,7 +110,7 @@ class ExpandedDenseSearcher(DenseSearcher):
         self.weights = weights
 
     def document_vectors(self, corpus: dict[str, Doc], doc_ids: list[str]) -> np.ndarray:
-        doc_emb = self.encoder.encode([corpus[d].default_text() for d in doc_ids], prompt_name="document")
+        doc_emb = super().document_vectors(corpus, doc_ids)
         synthetic = [self.expansions.get(d, {"queries": [], "keywords": []}) for d in doc_ids]
         covered = sum(1 for d in doc_ids if d in self.expansions)
         logger.info("expansions for %d of %d documents (weights %s)", covered, len(doc_ids), self.weights.label())
@@ -124,16 +124,6 @@ class ExpandedDenseSearcher(DenseSearcher):
 
         return combine(doc_emb, [stack(s["queries"]) for s in synthetic], [stack(s["keywords"]) for s in synthetic],
                        self.weights)
-
-    def search(self, corpus: dict[str, Doc], queries: dict[str, Query], top_k: int = 100) -> dict[str, dict[str, float]]:
-        doc_ids, query_ids = list(corpus), list(queries)
-        if not doc_ids or not query_ids:
-            return {q: {} for q in query_ids}
-        doc_emb = self.document_vectors(corpus, doc_ids)
-        query_emb = self.encoder.encode([queries[q].text for q in query_ids], prompt_name="query")
-        scores, indices = self._top_k(query_emb, doc_emb, top_k)
-        return {query_id: {doc_ids[i]: float(s) for s, i in zip(row_scores, row_indices)}
-                for query_id, row_scores, row_indices in zip(query_ids, scores.tolist(), indices.tolist())}
 
 
 def round_trip_filter(encoder, corpus: dict[str, Doc], expansions: dict[str, dict], top_k: int = 20) -> tuple[dict, dict]:

@@ -51,6 +51,11 @@ def latin_fraction(text: str) -> float:
     return latin / len(letters)
 
 
+def wrong_language(text: str, reference: str) -> bool:
+    """Control characters (bad bytes), or mostly non-Latin letters where the reference is Latin."""
+    return any(ord(c) < 32 for c in text) or (latin_fraction(text) < 0.8 and latin_fraction(reference) >= 0.8)
+
+
 def _trigrams(words: list[str]) -> set[tuple[str, ...]]:
     """Word 3-grams with at least one word of 4+ letters ("a man is" is too common to mean a copy)."""
     grams = (tuple(words[i:i + 3]) for i in range(len(words) - 2))
