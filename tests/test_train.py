@@ -80,6 +80,13 @@ def test_rfd_over_a_real_run_and_before_training(tmp_path, shared_data_dir, tiny
     assert run["rfd_alignment"] == pytest.approx(
         np.mean([c["train"]["alignment"] - c["eval"]["alignment"] for c in run["checkpoints"]]), abs=1e-4)
     assert (tmp_path / "rfd" / "rfd.png").stat().st_size > 10_000
+    # an LLM embedder's checkpoints are read faster in bf16, on a sample of the eval sentences
+    assert main(["-q", "rfd", "--data", str(triplets), "--model-dir", str(out), "--output-dir", str(tmp_path / "rfd16"),
+                 "--eval-task", "toysts:dev", "--max-pairs", "32", "--max-eval-sentences", "4", "--dtype", "bfloat16",
+                 "--data-dir", str(tiny_data_dir)]) == 0
+    run16 = json.loads((tmp_path / "rfd16" / "rfd.json").read_text())["runs"][0]
+    assert run16["dtype"] == "bfloat16" and run16["eval_sentences"] == 4 and run["eval_sentences"] > 4
+    assert run16["checkpoints"][0]["train"]["alignment"] == pytest.approx(first["train"]["alignment"], abs=0.02)
 
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("\n".join(f"Sentence number {i} is about the weather in town {i}." for i in range(40)) + "\n")

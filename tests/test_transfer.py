@@ -123,6 +123,16 @@ def test_pair_task_uses_pair_features_and_reports_f1(encoder, pair_spec):
     assert 0 <= result["f1"] <= 100
 
 
+def test_max_examples_probes_a_seeded_sample_of_every_split(encoder, cv_spec, split_spec):
+    cv = evaluate_transfer(encoder, cv_spec, "all", n_folds=5, inner_folds=3, max_examples=30)
+    assert cv["num_examples"] == 30 and cv["subsampled"] == 30
+    assert cv == evaluate_transfer(encoder, cv_spec, "all", n_folds=5, inner_folds=3, max_examples=30)  # seeded
+    split = evaluate_transfer(encoder, split_spec, "test", max_examples=10)
+    assert split["num_examples"] == 10 and split["accuracy"] > 80
+    full = evaluate_transfer(encoder, split_spec, "test")
+    assert "subsampled" not in full and full["num_examples"] == len(sentiment_rows()[2::3]) == 13
+
+
 def test_pair_features_are_absolute_difference_then_product():
     u = np.array([[1.0, -2.0]], dtype=np.float32)  # (1, 2)
     v = np.array([[3.0, 1.0]], dtype=np.float32)  # (1, 2)

@@ -60,6 +60,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model=args.model, tasks=args.tasks, data_dir=args.data_dir, pooling=args.pooling, device=args.device,
         dtype=args.dtype, batch_size=args.batch_size, max_seq_length=args.max_seq_length, seed=args.seed,
         expansions=args.expansions, expansion_weights=args.expansion_weights,
+        transfer_max_examples=args.transfer_max_examples,
     )
     if args.expansions and args.model.lower() == "bm25":
         raise LlmcseError("--expansions works with dense models (documents become averaged vectors), not bm25")
@@ -309,7 +310,8 @@ def cmd_rfd(args: argparse.Namespace) -> int:
         if len(args.model_dir) != len(args.data):
             raise LlmcseError(f"--model-dir given {len(args.model_dir)} times, --data {len(args.data)} times: "
                               "pair each training run with its data")
-        results = [rfd.rfd_over_checkpoints(m, d, stsb_dev, max_pairs=args.max_pairs, device=args.device)
+        results = [rfd.rfd_over_checkpoints(m, d, stsb_dev, max_pairs=args.max_pairs, device=args.device,
+                                            dtype=args.dtype, max_eval_sentences=args.max_eval_sentences)
                    for m, d in zip(args.model_dir, args.data)]
         atomic_write_json(out / "rfd.json", {"runs": results})
         rfd.plot(results, out / "rfd.png")
@@ -372,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tasks", default="sts", help="comma-separated tasks or groups (default: sts)")
     ev.add_argument("--output-dir", help="write results.json and results.md here")
     ev.add_argument("--seed", type=int, default=1111, help="seed for transfer-task folds")
+    ev.add_argument("--transfer-max-examples", type=int, metavar="N",
+                    help="cap each transfer split at N rows (seeded sample): a quick probe to compare many models")
     ev.add_argument("--expansions", help="retrieval: index documents with their synthetic queries/keywords (llmcse expand)")
     ev.add_argument("--expansion-weights", default="1,1,1",
                     help="w_doc,w_queries,w_keywords for the document vector, or 'mean' (default 1,1,1)")
@@ -552,7 +556,10 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--output-dir", required=True)
     rf.add_argument("--max-pairs", type=int, default=1000, help="training pairs sampled per data set")
     rf.add_argument("--eval-task", default="stsb:dev", help="STS dev split whose pairs scored >= 4 are the eval positives")
+    rf.add_argument("--max-eval-sentences", type=int, help="sample the eval sentences (uniformity) to this many")
     rf.add_argument("--device", default=None)
+    rf.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "auto"],
+                    help="load checkpoints in this dtype (bfloat16: 2-3x faster for LLM embedders on CPU)")
     _add_data_dir(rf)
     rf.set_defaults(func=cmd_rfd)
 

@@ -49,10 +49,14 @@ def training_pairs(path: str | Path, max_pairs: int, seed: int = 0) -> tuple[lis
     return pairs, same
 
 
-def eval_pairs(stsb_dev: Path) -> tuple[list[tuple[str, str]], list[str]]:
+def eval_pairs(stsb_dev: Path, max_sentences: int | None = None, seed: int = 0) -> tuple[list[tuple[str, str]], list[str]]:
+    """Eval positives (all pairs scored >= 4) and the sentences for uniformity, sampled to
+    ``max_sentences`` (seeded) when encoding all of them costs too much (LLM embedders on CPU)."""
     pairs = load_sts(stsb_dev)
     positives = [(p.sentence1, p.sentence2) for p in pairs if p.score >= POSITIVE_MIN_SCORE]
     sentences = list(dict.fromkeys(s for p in pairs for s in (p.sentence1, p.sentence2)))
+    if max_sentences is not None and len(sentences) > max_sentences:
+        sentences = random.Random(seed).sample(sentences, max_sentences)
     return positives, sentences
 
 
@@ -101,21 +105,25 @@ def checkpoints(model_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def rfd_over_checkpoints(model_dir: str | Path, data: str | Path, stsb_dev: Path, *, max_pairs: int = 1000,
-                         seed: int = 0, device: str | None = None) -> dict:
+                         seed: int = 0, device: str | None = None, dtype: str | None = None,
+                         max_eval_sentences: int | None = None) -> dict:
     """Geometry of train and eval data at every checkpoint of one run, and the run's RFD."""
     from sentence_transformers import SentenceTransformer
 
+    from llmcse.embed.models import auto_device, resolve_dtype
+
     train, same = training_pairs(data, max_pairs, seed)
     train_sentences = _sentences_of(train, max_pairs)
-    ev_pairs, ev_sentences = eval_pairs(stsb_dev)
+    ev_pairs, ev_sentences = eval_pairs(stsb_dev, max_eval_sentences, seed)
+    model_kwargs = {"dtype": resolve_dtype(dtype, device or auto_device())} if dtype else None
     rows = []
     for step, folder in checkpoints(model_dir):
-        model = SentenceTransformer(str(folder), device=device)
+        model = SentenceTransformer(str(folder), device=device, model_kwargs=model_kwargs)
         rows.append({"step": step, "train": geometry_point(model, train, train_sentences, same),
                      "eval": geometry_point(model, ev_pairs, ev_sentences)})
         logger.info("checkpoint %d: %s", step, rows[-1])
     return {"data": str(data), "model_dir": str(model_dir), "pairs": len(train), "dropout_positives": same,
-            **summarize(rows), "checkpoints": rows}
+            "eval_sentences": len(ev_sentences), "dtype": dtype or "float32", **summarize(rows), "checkpoints": rows}
 
 
 def summarize(rows: list[dict]) -> dict:

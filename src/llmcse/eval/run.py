@@ -40,6 +40,7 @@ class EvalConfig:
     batch_size: int = 64
     max_seq_length: int | None = None
     seed: int = 1111  # transfer-task fold shuffling
+    transfer_max_examples: int | None = None  # cap each transfer split (seeded sample): quick comparisons
     show_progress_bar: bool | None = None
     expansions: str | None = None  # retrieval: synthetic queries/keywords per document (llmcse expand)
     expansion_weights: str = "1,1,1"  # w_doc,w_q,w_k or "mean"
@@ -102,7 +103,7 @@ def _evaluate_one(spec: TaskSpec, split: str, encoder, searcher_cache: dict, cfg
     if spec.kind == "transfer":
         from llmcse.eval.transfer import evaluate_transfer
 
-        return evaluate_transfer(encoder, spec, split, seed=cfg.seed)
+        return evaluate_transfer(encoder, spec, split, seed=cfg.seed, max_examples=cfg.transfer_max_examples)
     if spec.kind == "retrieval":
         from llmcse.eval.retrieval import evaluate_retrieval
 

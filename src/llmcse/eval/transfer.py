@@ -269,17 +269,23 @@ def cross_validate(
     return [c for c, _ in results], [a for _, a in results]
 
 
-def _load(encoder: CachedEncoder, spec: TaskSpec, split: str) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(X, y, is_pair_task) of one split file."""
+def _load(encoder: CachedEncoder, spec: TaskSpec, split: str, max_examples: int | None = None,
+          seed: int = 1111) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(X, y, is_pair_task) of one split file; ``max_examples`` keeps a seeded random sample
+    (a quick, cheaper probe for comparing many models; full splits are the reported protocol)."""
     rows = load_labeled_sentences(spec.file_for(split))
+    if max_examples is not None and len(rows) > max_examples:
+        keep = np.sort(np.random.default_rng(seed).choice(len(rows), size=max_examples, replace=False))
+        rows = [rows[i] for i in keep]
     x, y = embed_rows(encoder, rows)
     return x, y, isinstance(rows[0], LabeledPair)
 
 
 def _evaluate_cv(
-    encoder: CachedEncoder, spec: TaskSpec, split: str, *, seed: int, n_folds: int, inner_folds: int, c_grid
+    encoder: CachedEncoder, spec: TaskSpec, split: str, *, seed: int, n_folds: int, inner_folds: int, c_grid,
+    max_examples: int | None = None,
 ) -> dict:
-    x, y, _ = _load(encoder, spec, split)
+    x, y, _ = _load(encoder, spec, split, max_examples, seed)
     start = time.perf_counter()
     with single_threaded_blas():
         c_per_fold, fold_accuracies = cross_validate(
@@ -301,11 +307,12 @@ def _evaluate_cv(
 
 
 def _evaluate_train_test(
-    encoder: CachedEncoder, spec: TaskSpec, split: str, *, seed: int, inner_folds: int, c_grid
+    encoder: CachedEncoder, spec: TaskSpec, split: str, *, seed: int, inner_folds: int, c_grid,
+    max_examples: int | None = None,
 ) -> dict:
-    x_test, y_test, is_pair = _load(encoder, spec, split)
-    x_train, y_train, _ = _load(encoder, spec, "train")
-    dev = _load(encoder, spec, "dev") if "dev" in spec.files else None
+    x_test, y_test, is_pair = _load(encoder, spec, split, max_examples, seed)
+    x_train, y_train, _ = _load(encoder, spec, "train", max_examples, seed)
+    dev = _load(encoder, spec, "dev", max_examples, seed) if "dev" in spec.files else None
     start = time.perf_counter()
     with single_threaded_blas():
         if dev is not None:
@@ -343,6 +350,7 @@ def evaluate_transfer(
     n_folds: int = 10,
     inner_folds: int = 5,
     c_grid: tuple[float, ...] = C_GRID,
+    max_examples: int | None = None,
 ) -> dict:
     """Score one SentEval transfer task with a logistic-regression probe.
 
@@ -356,6 +364,8 @@ def evaluate_transfer(
         inner_folds: Inner CV folds used to choose C (``all`` tasks, and train/test tasks
             without ``dev``).
         c_grid: Candidate inverse regularisation strengths.
+        max_examples: Cap every split file at this many rows (seeded sample): a cheaper probe
+            for comparing many models, not the SentEval protocol; results say ``subsampled``.
 
     Returns:
         ``main_score`` and ``accuracy`` (x100), ``num_examples`` (scored rows),
@@ -368,9 +378,17 @@ def evaluate_transfer(
     """
     spec.file_for(split)  # raises UnknownNameError listing the task's splits
     if split == "all":
-        return _evaluate_cv(encoder, spec, split, seed=seed, n_folds=n_folds, inner_folds=inner_folds, c_grid=c_grid)
-    if split == "test" and "train" in spec.files:
-        return _evaluate_train_test(encoder, spec, split, seed=seed, inner_folds=inner_folds, c_grid=c_grid)
+        result = _evaluate_cv(encoder, spec, split, seed=seed, n_folds=n_folds, inner_folds=inner_folds, c_grid=c_grid,
+                              max_examples=max_examples)
+    elif split == "test" and "train" in spec.files:
+        result = _evaluate_train_test(encoder, spec, split, seed=seed, inner_folds=inner_folds, c_grid=c_grid,
+                                      max_examples=max_examples)
+    else:
+        result = None
+    if result is not None:
+        if max_examples is not None:
+            result["subsampled"] = max_examples
+        return result
     raise UnknownNameError(
         f"transfer task {spec.name!r} cannot be scored on split {split!r}: a probe is scored on 'all' "
         f"(cross-validation) or on 'test' (trained on 'train'); this task has: {', '.join(sorted(spec.files))}"

@@ -1,0 +1,256 @@
+"""Head-to-head training experiment (issue #5): which training data makes the better embedder?
+
+Same base, same number of training pairs, same steps, same batch, same seeds:
+
+    unsup-simcse   shared Wikipedia sentences, dropout positives
+    sup-simcse     shared NLI triplets (human-labelled)
+    synth-nli      SmolLM2-made NLI triplets, raw (benchmarks/data/nli_smollm2.jsonl)
+    ngcse          SmolLM2-made 3-level STS records, raw, InfoNCE + Hierarchical Triplet loss
+    multicsr       SmolLM2-made NLI triplets after the MultiCSR filter (scored by SmolLM2 itself)
+                   + in-batch false-negative masking
+
+on two bases: all-MiniLM-L6-v2 (full fine-tuning) and SmolLM2-135M-Instruct as a PromptEOL
+embedder with LoRA. The LLM-made data come from the generator alone (no human-trained model
+chose or scored them), so only sup-simcse sees human labels.
+
+Every run is plain ``llmcse train`` / ``llmcse eval`` / ``llmcse rfd`` commands; each writes
+into ``runs/training/<base>/<row>/seed<k>/`` (git-ignored) and is skipped once its output
+exists, so the script resumes where it stopped. Results land in
+``benchmarks/results/training.{md,json}`` and ``training_<base>_rfd.png``.
+
+    python benchmarks/training.py --base minilm                 # the five rows + base, seed 42
+    python benchmarks/training.py --base minilm --best-seeds 2  # + seeds 43, 44 for the two best rows
+    python benchmarks/training.py --table                        # rebuild the table only
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+GENERATED = REPO / "benchmarks" / "data"
+RUNS = REPO / "runs" / "training"
+
+PAIRS = 832  # every row trains on this many rows: the filtered nli set has 857
+BATCH = 32  # 26 steps of 32, one epoch
+SEEDS = (42, 43, 44)
+
+# row -> (recipe, data file; "shared:" = under the benchmark data dir)
+ROWS = {
+    "unsup-simcse": ("unsup-simcse", "shared:unlabeled/wiki_sentences.txt"),
+    "sup-simcse": ("sup-simcse", "shared:nli/triplets.tsv"),
+    "synth-nli": ("synth-nli", "nli_smollm2.jsonl"),
+    "ngcse": ("ngcse", "sts3_smollm2.jsonl"),
+    "multicsr": ("multicsr", "nli_smollm2.kept.jsonl"),
+}
+LLM_DATA_ROWS = ("synth-nli", "ngcse", "multicsr")
+
+# base -> (model spec, llmcse train settings, llmcse eval/rfd dtype)
+BASES = {
+    "minilm": ("all-MiniLM-L6-v2",
+               ["max_seq_length=32", "eval_steps=7"], None),
+    "smollm2": ("prompteol:SmolLM2-135M-Instruct",
+                # LoRA as in the PromptEOL paper; one lr for every recipe (LoRA takes larger steps);
+                # a 300-pair STS-B dev sample for checkpoint choice (the whole split costs minutes per check)
+                ["lora_r=8", "lr=2e-4", "max_seq_length=64", "eval_steps=7", "eval_max_pairs=300"], "bfloat16"),
+}
+TRANSFER_MAX_EXAMPLES = 1000  # transfer probe on a seeded 1,000-row sample of every split: same for every row
+RFD_PAIRS = 300
+
+
+def data_path(spec: str) -> Path:
+    from llmcse.data.paths import resolve_data_dir
+
+    if spec.startswith("shared:"):
+        return resolve_data_dir() / spec.removeprefix("shared:")
+    path = GENERATED / spec
+    gz = path.with_name(path.name + ".gz")
+    if not path.is_file() and gz.is_file():  # raw generations are committed gzipped
+        path.write_bytes(gzip.decompress(gz.read_bytes()))
+    return path
+
+
+def llmcse(*args: str) -> None:
+    cmd = [sys.executable, "-m", "llmcse.cli", "-q", *args]
+    print("$ llmcse " + " ".join(args[:]), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def run_folder(base: str, row: str, seed: int) -> Path:
+    return RUNS / base / row / f"seed{seed}"
+
+
+def train(base: str, row: str, seed: int) -> None:
+    out = run_folder(base, row, seed)
+    if row == "base" or (out / "llmcse_training.json").is_file():
+        return
+    model, settings, _ = BASES[base]
+    recipe, data = ROWS[row]
+    sets = [*settings, f"max_examples={PAIRS}", f"batch_size={BATCH}", "epochs=1", f"seed={seed}", "resume=true",
+            # every checkpoint of seed 42 stays for the RFD trajectory
+            f"keep_checkpoints={0 if seed == SEEDS[0] else 1}"]
+    t0 = time.time()
+    llmcse("train", "--recipe", recipe, "--data", str(data_path(data)), "--base", model, "--out", str(out),
+           *[a for s in sets for a in ("--set", s)])
+    (out / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+
+
+def evaluate(base: str, row: str, seed: int) -> None:
+    out = run_folder(base, row, seed)
+    if (out / "eval" / "results.json").is_file():
+        return
+    model, _, dtype = BASES[base]
+    target = model if row == "base" else str(out)
+    llmcse("eval", "--model", target, "--tasks", "sts,transfer", "--transfer-max-examples", str(TRANSFER_MAX_EXAMPLES),
+           *(["--dtype", dtype] if dtype else []), "--output-dir", str(out / "eval"))
+
+
+def rfd(base: str, row: str, seed: int) -> None:
+    out = run_folder(base, row, seed)
+    if row == "base" or seed != SEEDS[0] or (out / "rfd" / "rfd.json").is_file():
+        return
+    _, _, dtype = BASES[base]
+    llmcse("rfd", "--data", str(data_path(ROWS[row][1])), "--model-dir", str(out), "--output-dir", str(out / "rfd"),
+           "--max-pairs", str(RFD_PAIRS), "--max-eval-sentences", str(2 * RFD_PAIRS), *(["--dtype", dtype] if dtype else []))
+
+
+def drop_checkpoints(base: str, row: str, seed: int) -> None:
+    """Checkpoints are only needed until RFD has read them (a MiniLM one is ~270 MB with its optimizer)."""
+    out = run_folder(base, row, seed)
+    done = (out / "eval" / "results.json").is_file() and (seed != SEEDS[0] or (out / "rfd" / "rfd.json").is_file())
+    if row != "base" and done and (out / "checkpoints").is_dir():
+        shutil.rmtree(out / "checkpoints")
+
+
+def run(base: str, rows: list[str], seeds: list[int]) -> None:
+    for seed in seeds:
+        for row in rows:
+            print(f"[{base} / {row} / seed {seed}]", flush=True)
+            train(base, row, seed)
+            evaluate(base, row, seed)
+            rfd(base, row, seed)
+            drop_checkpoints(base, row, seed)
+        build_table()
+
+
+# ---------------------------------------------------------------- table
+
+
+def read_run(base: str, row: str, seed: int) -> dict | None:
+    out = run_folder(base, row, seed)
+    ev = out / "eval" / "results.json"
+    if not ev.is_file():
+        return None
+    r = json.loads(ev.read_text())
+    run = {"seed": seed, "sts_avg": r["averages"].get("sts"), "stsb": r["tasks"]["stsb"]["main_score"],
+           "transfer_avg": r["averages"].get("transfer"),
+           "sts": {t: v["main_score"] for t, v in r["tasks"].items() if t.startswith(("sts", "sick"))}}
+    training = out / "llmcse_training.json"
+    if training.is_file():
+        t = json.loads(training.read_text())
+        run.update(steps=t["steps"], rows=t["rows"], dev_before=t["dev_spearman_before"], dev_after=t["dev_spearman_after"],
+                   masked=t["masked_false_negatives"],
+                   best_checkpoint=Path(t["best_checkpoint"]).name if t["best_checkpoint"] else None)
+        seconds = out / "train_seconds.txt"
+        run["train_seconds"] = int(seconds.read_text()) if seconds.is_file() else None
+    rfd_file = out / "rfd" / "rfd.json"
+    if rfd_file.is_file():
+        result = json.loads(rfd_file.read_text())["runs"][0]
+        run["rfd"] = {k: result[k] for k in ("rfd_alignment", "rfd_uniformity")}
+        run["rfd_run"] = result
+    return run
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def build_table() -> dict:
+    summary: dict = {}
+    for base in BASES:
+        for row in ["base", *ROWS]:
+            runs = [r for seed in SEEDS if (r := read_run(base, row, seed))]
+            if runs:
+                summary.setdefault(base, {})[row] = runs
+    lines = ["# Training on LLM-made data vs SimCSE baselines (issue #5)", "",
+             f"Every row: {PAIRS} training rows, batch {BATCH}, one epoch ({PAIRS // BATCH} steps), STS-B dev sample "
+             "for checkpoint choice. STS: Spearman x100, test splits, 7-task average (STS12-16 'all', STS-B, SICK-R). "
+             f"Transfer: logistic-regression probe on a seeded {TRANSFER_MAX_EXAMPLES:,}-row sample of every split "
+             "(cheaper than the full SentEval protocol, the same sample for every row; full-protocol numbers of the "
+             "base models are in baselines.md). ± is the standard deviation over seeds "
+             f"({', '.join(map(str, SEEDS))}); rows without ± ran with seed {SEEDS[0]} only. "
+             "RFD (NGCSE): mean over checkpoints of train minus eval (STS-B dev pairs scored >= 4) alignment / uniformity; "
+             "larger RFD alignment = training positives harder to pull together than the eval positives.", ""]
+    for base, rows in summary.items():
+        model, settings, dtype = BASES[base]
+        lines += [f"## Base: {model}", "", f"Train settings: `{' '.join(settings)}`; eval dtype {dtype or 'float32'}.", "",
+                  "| row | data | STS avg | STS-B | transfer avg | RFD align | RFD unif | dev before → after | masked FN | seeds | train s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for row, runs in rows.items():
+            data = "-" if row == "base" else Path(ROWS[row][1].removeprefix("shared:")).name
+            first = runs[0]
+            rfd = first.get("rfd", {})
+            lines.append(
+                f"| {row} | {data} | **{mean_std([r['sts_avg'] for r in runs])}** | {mean_std([r['stsb'] for r in runs])} | "
+                f"{mean_std([r['transfer_avg'] for r in runs])} | "
+                f"{rfd.get('rfd_alignment', '-')} | {rfd.get('rfd_uniformity', '-')} | "
+                f"{first.get('dev_before', '-')} → {first.get('dev_after', '-')} | {first.get('masked') or '-'} | "
+                f"{len(runs)} | {first.get('train_seconds') or '-'} |")
+        lines += [""]
+        rfd_runs = [runs[0]["rfd_run"] for row, runs in rows.items() if "rfd_run" in runs[0]]
+        if rfd_runs:
+            from llmcse.eval.rfd import plot
+
+            png = RESULTS / f"training_{base}_rfd.png"
+            plot(rfd_runs, png)
+            lines += [f"![RFD trajectories, {model}]({png.name})", ""]
+    lines += ["## Commands", "", "```bash", "python benchmarks/training.py --base minilm",
+              "python benchmarks/training.py --base minilm --best-seeds 2", "python benchmarks/training.py --base smollm2",
+              "```", "Each run's exact `llmcse train/eval/rfd` commands are printed by the script; the settings are above."]
+    notes = RESULTS / "training_notes.md"
+    if notes.is_file():
+        lines += ["", notes.read_text().strip()]
+    (RESULTS / "training.md").write_text("\n".join(lines) + "\n")
+    compact = {base: {row: [{k: v for k, v in r.items() if k != "rfd_run"} for r in runs] for row, runs in rows.items()}
+               for base, rows in summary.items()}
+    (RESULTS / "training.json").write_text(json.dumps({"pairs": PAIRS, "batch": BATCH, "transfer_max_examples": TRANSFER_MAX_EXAMPLES,
+                                                       "results": compact}, indent=2) + "\n")
+    return compact
+
+
+def best_rows(base: str, n: int) -> list[str]:
+    """The n trained rows with the highest STS average under the first seed."""
+    scored = [(r["sts_avg"], row) for row in ROWS if (r := read_run(base, row, SEEDS[0]))]
+    return [row for _, row in sorted(scored, reverse=True)[:n]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", choices=list(BASES), action="append")
+    parser.add_argument("--rows", help="comma-separated subset of: base," + ",".join(ROWS))
+    parser.add_argument("--best-seeds", type=int, metavar="N", help="also run seeds 43 and 44 for the N best rows")
+    parser.add_argument("--table", action="store_true", help="only rebuild the table")
+    args = parser.parse_args()
+    if not args.table:
+        for base in args.base or list(BASES):
+            rows = args.rows.split(",") if args.rows else ["base", *ROWS]
+            run(base, rows, [SEEDS[0]])
+            if args.best_seeds:
+                run(base, best_rows(base, args.best_seeds), list(SEEDS[1:]))
+    build_table()
+    print((RESULTS / "training.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
