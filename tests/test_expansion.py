@@ -166,3 +166,69 @@ def test_search_on_a_folder_that_is_not_an_index_is_a_clear_error(tmp_path):
 
     with pytest.raises(LlmcseError, match="not an llmcse index"):
         search_index(tmp_path, ["q"])
+
+
+def test_index_shards_across_processes_resume_per_shard_and_match_one_process(tmp_path, tiny_data_dir, capsys):
+    """Worker 0 of 2 alone leaves the index unassembled with only its shards; a plain rerun does the
+    rest without redoing them; two worker processes give the same vectors; new settings restart."""
+    from llmcse.cli import main
+
+    corpus = tiny_data_dir / "beir" / "toyretrieval" / "corpus.jsonl"
+    n_docs = len(corpus.read_text().splitlines())
+    one = tmp_path / "one"
+    assert main(["-q", "index", "--corpus", str(corpus), "--out", str(one), "--shard-size", "2", "--shard", "0/2"]) == 0
+    assert "Run without --shard" in capsys.readouterr().out and not (one / "vectors.npy").exists()
+    manifest = json.loads((one / "manifest.json").read_text())
+    shards = manifest["shards"]
+    assert len(shards) == (n_docs + 1) // 2 >= 2 and shards[0] == {"index": 0, "start": 0, "end": 2, "file": "shards/00000.npy"}
+    done = sorted(p.name for p in (one / "shards").glob("*.npy"))
+    assert done == [f"{s['index']:05d}.npy" for s in shards if s["index"] % 2 == 0]
+    first_written = (one / "shards" / "00000.npy").stat().st_mtime_ns
+    assert main(["-q", "index", "--corpus", str(corpus), "--out", str(one), "--shard-size", "2"]) == 0
+    assert (one / "shards" / "00000.npy").stat().st_mtime_ns == first_written  # not redone
+    vectors = np.load(one / "vectors.npy")
+    assert vectors.shape[0] == n_docs and json.loads((one / "index.json").read_text())["shards"] == len(shards)
+
+    two = tmp_path / "two"
+    assert main(["-q", "index", "--corpus", str(corpus), "--out", str(two), "--shard-size", "2", "--workers", "2"]) == 0
+    assert np.allclose(np.load(two / "vectors.npy"), vectors, atol=1e-5)
+    assert sorted(p.name for p in (two / "logs").iterdir()) == ["worker-0-of-2.log", "worker-1-of-2.log"]
+
+    exp = tmp_path / "exp.jsonl"
+    exp.write_text(json.dumps({"_id": "d3", "queries": ["soccer championship every four years"], "keywords": []}) + "\n")
+    assert main(["-q", "index", "--corpus", str(corpus), "--out", str(one), "--shard-size", "2", "--expansions", str(exp)]) == 0
+    assert json.loads((one / "manifest.json").read_text())["identity"]["expansions"] == str(exp)
+    assert not np.allclose(np.load(one / "vectors.npy"), vectors, atol=1e-3)  # d3's vector moved: shards were redone
+
+
+def test_bad_shard_spec_is_a_clear_error():
+    from llmcse.utils.shards import parse_shard
+
+    assert parse_shard("1/4") == (1, 4) and parse_shard(None) is None
+    for bad in ("4/4", "a/b", "3", "-1/2"):
+        with pytest.raises(LlmcseError, match="expected K/N"):
+            parse_shard(bad)
+
+
+def test_expand_shards_across_workers_and_folds_them_without_duplicates(tmp_path, capsys):
+    from llmcse.cli import main
+
+    corpus = _corpus(tmp_path)
+    common = ["-q", "expand", "--corpus", str(corpus), "--llm", "fake:", "--queries", "2", "--keywords", "2",
+              "--max-doc-tokens", "64", "--chunk-size", "1", "--shard-size", "1"]
+    out = tmp_path / "w.jsonl"
+    assert main([*common, "--out", str(out), "--shard", "1/2"]) == 0  # worker 1 of 2 alone: shards 1 and 3
+    assert "run without --shard" in capsys.readouterr().out and not out.exists()
+    shard_files = sorted(p.name for p in (tmp_path / "w.jsonl.shards" / "shards").iterdir())
+    assert shard_files == ["00001.jsonl", "00003.jsonl"]
+    assert main([*common, "--out", str(out)]) == 0  # folds worker 1's shards, expands shards 0 and 2 itself
+    assert "this run: 2 documents" in capsys.readouterr().out
+    assert [r["_id"] for r in load_jsonl(out)] == ["d/1 odd id", "empty", "huge", "ünï"]
+    assert main([*common, "--out", str(out)]) == 0 and len(load_jsonl(out)) == 4  # rerun: nothing added
+
+    parallel, sequential = tmp_path / "p.jsonl", tmp_path / "s.jsonl"
+    assert main([*common, "--out", str(parallel), "--workers", "2"]) == 0
+    assert main([*common, "--out", str(sequential)]) == 0
+    strip = lambda rows: [{k: r[k] for k in ("_id", "queries", "keywords")} for r in rows]  # noqa: E731
+    assert strip(load_jsonl(parallel)) == strip(load_jsonl(sequential))
+    assert (tmp_path / "p.jsonl.shards" / "logs" / "worker-1-of-2.log").exists()

@@ -200,13 +200,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_expand(args: argparse.Namespace) -> int:
     from llmcse.retrieval.expand import ExpandConfig, run_expand
+    from llmcse.utils.shards import parse_shard, spawn_workers, without_option
 
     cfg = ExpandConfig(corpus=args.corpus, out=args.out, llm=args.llm, queries=args.queries, keywords=args.keywords,
                        prompts=args.prompts, max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
                        temperature=args.temperature, seed=args.seed, chunk_size=args.chunk_size, n=args.n,
-                       tokenizer=args.tokenizer)
-    s = run_expand(cfg, llm=_load_llm_for_cli(args))
+                       tokenizer=args.tokenizer, shard_size=args.shard_size)
+    shard = parse_shard(args.shard)
+    if args.workers > 1:  # N processes each take every N-th shard; this one then folds their files together
+        spawn_workers(without_option(args.raw_argv, "--workers"), args.workers, Path(args.out + ".shards") / "logs")
+    s = run_expand(cfg, llm=_load_llm_for_cli(args), shard=shard)
     run = s["this_run"]
+    if shard:
+        print(f"worker {args.shard}: {run['documents']} documents expanded in {run['seconds']} s; run without --shard "
+              f"when all workers are done to fold their shards into {cfg.out}")
+        return 0
     print(f"{s['documents']} documents expanded ({s['with_all_queries']} with all {cfg.queries} queries, "
           f"{s['without_queries']} with none; mean {s['mean_queries']} queries, {s['mean_keywords']} keywords; "
           f"{s['truncated_documents']} truncated); this run: {run['documents']} documents in {run['seconds']} s")
@@ -238,9 +246,17 @@ def cmd_filter_expansions(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from llmcse.retrieval.index import build_index
+    from llmcse.utils.shards import parse_shard, spawn_workers, without_option
 
+    shard = parse_shard(args.shard)
+    if args.workers > 1:  # N processes each take every N-th shard; this one then assembles
+        spawn_workers(without_option(args.raw_argv, "--workers"), args.workers, Path(args.out) / "logs")
     meta = build_index(args.model, args.corpus, args.out, expansions=args.expansions, weights=args.expansion_weights,
-                       shard_size=args.shard_size, device=args.device, batch_size=args.batch_size)
+                       shard_size=args.shard_size, device=args.device, batch_size=args.batch_size, shard=shard)
+    if not meta["complete"]:
+        print(f"worker {args.shard}: done; {meta['shards_done']} of {meta['shards']} shards finished. "
+              f"Run without --shard when all workers are done to assemble {args.out}")
+        return 0
     extra = f" with expansions (weights {meta['weights']})" if meta["expansions"] else ""
     print(f"indexed {meta['documents']} documents ({meta['dim']}-dim, {meta['model']}){extra}: {args.out}")
     return 0
@@ -478,6 +494,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--chunk-size", type=int, default=32, help="documents per durable write")
     ex.add_argument("--n", type=int, default=None, help="first N documents only")
     ex.add_argument("--tokenizer", default=None, help="tokenizer for truncation (default: the hf back end's own)")
+    ex.add_argument("--shard-size", type=int, default=1000, help="documents per shard when workers share the corpus")
+    parallel = ex.add_mutually_exclusive_group()
+    parallel.add_argument("--workers", type=int, default=1, help="N local generator processes (one per GPU if there are N)")
+    parallel.add_argument("--shard", metavar="K/N", help="be worker K of N (machines sharing the output folder); "
+                                                          "a run without --shard folds the shards into --out")
     _add_llm_options(ex)
     ex.set_defaults(func=cmd_expand)
 
@@ -496,14 +517,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     ix = sub.add_parser("index", help="embed a BEIR corpus (optionally with expansions) into a search index folder",
                         epilog="example:\n  llmcse index --model all-MiniLM-L6-v2 --corpus corpus.jsonl --expansions exp.jsonl "
-                               "--out runs/idx\n  llmcse search runs/idx \"how do volcanoes form\"",
+                               "--out runs/idx\n  llmcse index --model all-MiniLM-L6-v2 --corpus corpus.jsonl --out runs/idx --workers 4"
+                               "\n  llmcse search runs/idx \"how do volcanoes form\"",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ix.add_argument("--model", default="all-MiniLM-L6-v2")
     ix.add_argument("--corpus", required=True, help="BEIR corpus.jsonl")
     ix.add_argument("--out", required=True, help="index folder (vectors.npy, docs.jsonl, index.json)")
     ix.add_argument("--expansions", help="synthetic queries/keywords per document (llmcse expand)")
     ix.add_argument("--expansion-weights", default="1,1,1", help="w_doc,w_queries,w_keywords or 'mean'")
-    ix.add_argument("--shard-size", type=int, default=10_000, help="documents embedded per shard")
+    ix.add_argument("--shard-size", type=int, default=10_000, help="documents embedded per shard (resumable unit)")
+    parallel = ix.add_mutually_exclusive_group()
+    parallel.add_argument("--workers", type=int, default=1, help="embed shards in N local processes (one per GPU if there are N)")
+    parallel.add_argument("--shard", metavar="K/N", help="be worker K of N (e.g. on N machines sharing --out); "
+                                                          "a run without --shard assembles the index")
     ix.add_argument("--device", default=None)
     ix.add_argument("--batch-size", type=int, default=64)
     ix.set_defaults(func=cmd_index)
@@ -592,6 +618,7 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.raw_argv = list(sys.argv[1:] if argv is None else argv)  # --workers relaunches the same command per shard
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

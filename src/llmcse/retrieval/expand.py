@@ -11,6 +11,7 @@ durably per chunk, so an interrupted run continues with nothing lost and nothing
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from llmcse.data.records import Doc
 from llmcse.llm.base import LLM, SamplingParams
 from llmcse.synth.checks import clean_output, normalize, wrong_language
 from llmcse.synth.prompts import PromptTemplate, load_template
-from llmcse.utils.io import atomic_write_json
+from llmcse.utils.io import atomic_write_json, atomic_write_text, file_md5
 from llmcse.utils.jsonl import AppendOnlyJsonl
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class ExpandConfig:
     chunk_size: int = 32  # documents per durable write
     n: int | None = None  # first n documents only
     tokenizer: str | None = None  # for truncation; None: the hf back end's own, else SmolLM2's
+    shard_size: int = 1000  # documents per shard when workers share the corpus (--workers / --shard)
 
 
 def truncate_tokens(text: str, tokenizer, max_tokens: int) -> tuple[str, int, bool]:
@@ -150,7 +152,15 @@ def _expand_chunk(llm: LLM, template: PromptTemplate, docs: list[str], cfg: Expa
     return queries, keywords, attempts, rejections
 
 
-def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: bool | None = None) -> dict:
+def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: bool | None = None,
+               shard: tuple[int, int] | None = None) -> dict:
+    """Expand every document of the corpus (or its first ``n``) into ``cfg.out``; resumable.
+
+    ``shard=(K, N)``: be worker K of N. The documents are cut into shards of ``shard_size``;
+    this worker expands shards with index % N == K into ``<out>.shards/shards/NNNNN.jsonl`` (each
+    append-only, so a killed worker continues mid-shard). A later run without ``shard`` folds the
+    shard files into ``cfg.out`` and expands whatever no worker finished.
+    """
     from tqdm.auto import tqdm
 
     from llmcse.embed.encode import progress_enabled
@@ -163,18 +173,71 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
         raise LlmcseError(f"{template.path}: an expansion template needs recipe = \"expand\", not {template.recipe!r}")
     corpus: dict[str, Doc] = load_beir_corpus(cfg.corpus)
     doc_ids = list(corpus)[: cfg.n] if cfg.n else list(corpus)
-    out_file = AppendOnlyJsonl(Path(cfg.out))
-    done = {r["_id"] for r in out_file.read()}
-    pending = [d for d in doc_ids if d not in done]
-    logger.info("%d documents (%d already done, %d to expand); template %s v%d", len(doc_ids), len(doc_ids) - len(pending),
-                len(pending), template.id, template.version)
-    if pending:
+    shard_dir = Path(cfg.out).with_name(Path(cfg.out).name + ".shards")
+    if shard is not None or shard_dir.is_dir():
+        from llmcse.utils.shards import prepare_manifest
+
+        manifest = prepare_manifest(shard_dir, {"corpus_md5": file_md5(cfg.corpus), "n": cfg.n},
+                                    len(doc_ids), cfg.shard_size, ".jsonl")
+    # (output file, its documents, index of its first chunk: chunk seeds do not depend on the sharding)
+    if shard is not None:
+        targets = [(shard_dir / s["file"], doc_ids[s["start"]:s["end"]], s["start"] // cfg.chunk_size)
+                   for s in manifest["shards"] if s["index"] % shard[1] == shard[0]]
+    else:
+        out_file = AppendOnlyJsonl(Path(cfg.out))
+        if shard_dir.is_dir():
+            _fold_shards(out_file, shard_dir, manifest, doc_ids)
+        targets = [(Path(cfg.out), doc_ids, 0)]
+    work = []
+    for path, ids, first_chunk in targets:
+        file = AppendOnlyJsonl(path)
+        done = {r["_id"] for r in file.read()}
+        work.append((file, [d for d in ids if d not in done], first_chunk + len(done) // cfg.chunk_size))
+    n_pending = sum(len(p) for _, p, _ in work)
+    logger.info("%d documents (%d to expand%s); template %s v%d", len(doc_ids), n_pending,
+                f", worker {shard[0]} of {shard[1]}" if shard else "", template.id, template.version)
+    if n_pending:
         llm = llm or load_llm(cfg.llm)
-    tokenizer = _load_tokenizer(cfg, llm) if pending else None
-    sampling = {k: getattr(cfg, k) for k in ("max_new_tokens", "temperature", "top_p", "max_attempts", "seed")}
+    tokenizer = _load_tokenizer(cfg, llm) if n_pending else None
     started = time.perf_counter()
-    tokens_before = llm.stats.completion_tokens if pending else 0
-    bar = tqdm(total=len(pending), unit="doc", desc="expand", disable=not progress_enabled(show_progress_bar))
+    tokens_before = llm.stats.completion_tokens if n_pending else 0
+    bar = tqdm(total=n_pending, unit="doc", desc="expand", disable=not progress_enabled(show_progress_bar))
+    for file, pending, first_chunk in work:
+        _expand_into(file, pending, first_chunk, corpus, llm, template, tokenizer, cfg, bar, started, tokens_before)
+    bar.close()
+    if shard is None and shard_dir.is_dir():  # workers' records were folded in first: restore corpus order
+        position = {d: i for i, d in enumerate(doc_ids)}
+        ordered = sorted(work[0][0].read(), key=lambda r: position.get(r["_id"], len(position)))
+        atomic_write_text(Path(cfg.out), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
+    records = [r for file, _, _ in work for r in file.read()]
+    summary = summarize_expansions(records, cfg)
+    seconds = time.perf_counter() - started
+    summary["this_run"] = {"documents": n_pending, "seconds": round(seconds, 1),
+                           "docs_per_s": round(n_pending / seconds, 3) if n_pending and seconds else None,
+                           "completion_tokens": (llm.stats.completion_tokens - tokens_before) if n_pending else 0,
+                           "shard": f"{shard[0]}/{shard[1]}" if shard else None}
+    if shard is None:
+        atomic_write_json(Path(cfg.out).with_name(Path(cfg.out).stem + ".summary.json"), summary)
+    return summary
+
+
+def _fold_shards(out_file: AppendOnlyJsonl, shard_dir: Path, manifest: dict, doc_ids: list[str]) -> None:
+    """Append the workers' records that ``out`` lacks, in corpus order."""
+    have = {r["_id"] for r in out_file.read()}
+    by_id = {}
+    for s in manifest["shards"]:
+        path = shard_dir / s["file"]
+        if path.exists():
+            by_id.update({r["_id"]: r for r in AppendOnlyJsonl(path).read()})
+    new = [by_id[d] for d in doc_ids if d in by_id and d not in have]
+    if new:
+        logger.info("folding %d expanded documents from %s into %s", len(new), shard_dir, out_file.path)
+        out_file.append(new)
+
+
+def _expand_into(out_file: AppendOnlyJsonl, pending: list[str], first_chunk: int, corpus, llm, template, tokenizer,
+                 cfg: ExpandConfig, bar, started: float, tokens_before: int) -> None:
+    sampling = {k: getattr(cfg, k) for k in ("max_new_tokens", "temperature", "top_p", "max_attempts", "seed")}
     for start in range(0, len(pending), cfg.chunk_size):
         ids = pending[start:start + cfg.chunk_size]
         texts, meta = [], []
@@ -183,7 +246,7 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
             texts.append(text)
             meta.append({"doc_tokens": n_tokens, "truncated": cut})
         usable = [i for i, t in enumerate(texts) if normalize(t)]
-        results = _expand_chunk(llm, template, [texts[i] for i in usable], cfg, (len(done) + start) // cfg.chunk_size) \
+        results = _expand_chunk(llm, template, [texts[i] for i in usable], cfg, first_chunk + start // cfg.chunk_size) \
             if usable else ([], [], [], [])
         by_index = dict(zip(usable, zip(*results))) if usable else {}
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -197,14 +260,6 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
         bar.update(len(ids))
         seconds = time.perf_counter() - started
         bar.set_postfix(tok_s=f"{(llm.stats.completion_tokens - tokens_before) / max(seconds, 1e-9):.0f}")
-    bar.close()
-    summary = summarize_expansions(out_file.read(), cfg)
-    seconds = time.perf_counter() - started
-    summary["this_run"] = {"documents": len(pending), "seconds": round(seconds, 1),
-                           "docs_per_s": round(len(pending) / seconds, 3) if pending and seconds else None,
-                           "completion_tokens": (llm.stats.completion_tokens - tokens_before) if pending else 0}
-    atomic_write_json(Path(cfg.out).with_name(Path(cfg.out).stem + ".summary.json"), summary)
-    return summary
 
 
 def summarize_expansions(records: list[dict], cfg: ExpandConfig) -> dict:
