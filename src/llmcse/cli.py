@@ -244,6 +244,22 @@ def cmd_filter_expansions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep_expansions(args: argparse.Namespace) -> int:
+    from llmcse.retrieval.sweep import run_sweep
+
+    files = {}
+    for item in args.expansions:
+        name, eq, path = item.partition("=")
+        if not eq or not name or not path:
+            raise LlmcseError(f"--expansions {item!r}: expected NAME=FILE, e.g. raw=runs/exp.jsonl")
+        files[name] = path
+    result = run_sweep(args.model, args.task, files, args.weights or ["1,1,0", "1,0,1", "1,1,1", "mean"], args.output_dir,
+                       data_dir=args.data_dir, tune_fraction=args.tune_fraction, device=args.device, dtype=args.dtype)
+    print((Path(args.output_dir) / "sweep.md").read_text(encoding="utf-8"))
+    print(f"chosen on the tune queries: {result['chosen']}; results: {Path(args.output_dir) / 'sweep.json'}")
+    return 0
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from llmcse.retrieval.index import build_index
     from llmcse.utils.shards import parse_shard, spawn_workers, without_option
@@ -514,6 +530,22 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--device", default=None)
     fe.add_argument("--batch-size", type=int, default=64)
     fe.set_defaults(func=cmd_filter_expansions)
+
+    sw = sub.add_parser("sweep-expansions", help="plain vs expanded retrieval under several weightings, chosen on held-out queries",
+                        epilog="example:\n  llmcse sweep-expansions --task arguana --expansions raw=runs/exp.jsonl "
+                               "--expansions filtered=runs/exp.rt.jsonl --weights 1,1,0 --weights 1,1,1 --output-dir runs/sweep\n"
+                               "The task's queries are split by id hash: weights are chosen on one part, reported on the other.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sw.add_argument("--task", required=True, help="a BEIR task from llmcse data list (e.g. arguana)")
+    sw.add_argument("--model", default="all-MiniLM-L6-v2")
+    sw.add_argument("--expansions", action="append", required=True, metavar="NAME=FILE", help="repeatable")
+    sw.add_argument("--weights", action="append", help="w_doc,w_q,w_k or mean; repeatable (default 1,1,0 1,0,1 1,1,1 mean)")
+    sw.add_argument("--tune-fraction", type=float, default=0.5, help="share of the queries used to choose the setting")
+    sw.add_argument("--output-dir", required=True)
+    sw.add_argument("--device", default=None)
+    sw.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "auto"])
+    _add_data_dir(sw)
+    sw.set_defaults(func=cmd_sweep_expansions)
 
     ix = sub.add_parser("index", help="embed a BEIR corpus (optionally with expansions) into a search index folder",
                         epilog="example:\n  llmcse index --model all-MiniLM-L6-v2 --corpus corpus.jsonl --expansions exp.jsonl "

@@ -27,6 +27,7 @@ class TrainConfig:
     max_seq_length: int = 32  # SimCSE truncates to 32 tokens
     eval_steps: int = 125  # evaluate every this many steps; the best checkpoint is kept
     eval_task: str = "stsb:dev"  # model selection on a dev split only, never on test
+    logging_steps: int | None = None  # training-loss points every this many steps; None: as eval_steps (at most 50)
     eval_max_pairs: int | None = None  # sample the dev split (seeded) when evaluating all of it is too slow
     keep_checkpoints: int = 2  # checkpoints kept on disk; 0 keeps all (llmcse rfd needs the trajectory)
     seed: int = 42

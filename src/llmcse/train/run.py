@@ -112,7 +112,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # a duplicate text in a batch would be a false negative
         eval_strategy="steps", eval_steps=cfg.eval_steps, save_strategy="steps", save_steps=cfg.eval_steps,
         save_total_limit=cfg.keep_checkpoints or None, load_best_model_at_end=True, metric_for_best_model="eval_dev_spearman_cosine",
-        greater_is_better=True, logging_steps=max(1, min(cfg.eval_steps, 50)), report_to="none",
+        greater_is_better=True, logging_steps=cfg.logging_steps or max(1, min(cfg.eval_steps, 50)), report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
         # gathering candidates across processes needs the same batch size on every process
         dataloader_drop_last=processes > 1,
