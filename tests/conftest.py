@@ -46,3 +46,23 @@ def tiny_data_dir(tmp_path: Path) -> Path:
     target = tmp_path / "data"
     shutil.copytree(TEST_DATA / "data_dir", target)
     return target
+
+
+TOPICS = ["volcano lava eruption", "football world cup", "photosynthesis in plants", "stock market crash",
+          "piano sonata", "mars rover", "coffee brewing", "chess opening", "rain forest frogs", "bitcoin mining",
+          "marathon training", "medieval castles"]
+
+
+@pytest.fixture()
+def topics_data_dir(tiny_data_dir: Path) -> Path:
+    """The tiny data dir plus BEIR task ``toy12``: 12 topic queries, each judging one document whose
+    own text says nothing about its topic (so only an expansion can make it findable)."""
+    import json
+
+    beir = tiny_data_dir / "beir" / "toy12"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"Document number {i}."})
+                                               + "\n" for i in range(12)))
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": t}) + "\n" for i, t in enumerate(TOPICS)))
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(12)))
+    return tiny_data_dir

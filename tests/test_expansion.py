@@ -243,25 +243,19 @@ def test_held_out_split_is_stable_disjoint_and_near_the_fraction():
     assert 250 < len(tune) < 350 and (tune, report) == held_out_split(list(reversed(ids)), 0.3)
 
 
-def test_sweep_chooses_weights_on_tune_queries_and_reports_the_rest(tmp_path, capsys):
-    """12 topics; each document's expansion either names its topic (helpful) or another topic (harmful)."""
+def test_sweep_chooses_weights_on_tune_queries_and_reports_the_rest(tmp_path, topics_data_dir, capsys):
+    """Each document's expansion either names its topic (helpful) or another topic (harmful)."""
+    from conftest import TOPICS
+
     from llmcse.cli import main
 
-    topics = ["volcano lava eruption", "football world cup", "photosynthesis in plants", "stock market crash",
-              "piano sonata", "mars rover", "coffee brewing", "chess opening", "rain forest frogs", "bitcoin mining",
-              "marathon training", "medieval castles"]
-    beir = tmp_path / "data" / "beir" / "toy12"
-    (beir / "qrels").mkdir(parents=True)
-    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"Document number {i}."}) + "\n"
-                                               for i in range(12)))
-    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": t}) + "\n" for i, t in enumerate(topics)))
-    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(12)))
     good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
-    good.write_text("".join(json.dumps({"_id": f"d{i}", "queries": [t], "keywords": []}) + "\n" for i, t in enumerate(topics)))
-    bad.write_text("".join(json.dumps({"_id": f"d{i}", "queries": [topics[(i + 1) % 12]], "keywords": []}) + "\n" for i in range(12)))
+    good.write_text("".join(json.dumps({"_id": f"d{i}", "queries": [t], "keywords": []}) + "\n" for i, t in enumerate(TOPICS)))
+    bad.write_text("".join(json.dumps({"_id": f"d{i}", "queries": [TOPICS[(i + 1) % 12]], "keywords": []}) + "\n"
+                           for i in range(12)))
     out = tmp_path / "sweep"
     assert main(["-q", "sweep-expansions", "--task", "toy12", "--expansions", f"good={good}", "--expansions", f"bad={bad}",
-                 "--weights", "1,1,0", "--weights", "0,1,0", "--output-dir", str(out), "--data-dir", str(tmp_path / "data")]) == 0
+                 "--weights", "1,1,0", "--weights", "0,1,0", "--output-dir", str(out), "--data-dir", str(topics_data_dir)]) == 0
     result = json.loads((out / "sweep.json").read_text())
     score = {r["setting"]: r for r in result["settings"]}
     assert set(score) == {"plain", "good 1,1,0", "good 0,1,0", "bad 1,1,0", "bad 0,1,0"}

@@ -87,3 +87,62 @@ def test_an_interrupted_stage_resumes_when_its_config_is_unchanged(recipe, tmp_p
     atomic_write_json(stamp, {**json.loads(stamp.read_text()), "finished": False})  # as if killed mid-training
     assert main(common + ["--dry-run"]) == 0
     assert _plan(capsys) == {"generate": "skip", "filter": "skip", "train": "resume", "eval": "run"}
+
+
+RETRIEVAL_RECIPE = """
+[run]
+name = "retrieval"
+
+[expand]
+llm = "fake:"
+queries = 2
+keywords = 2
+chunk_size = 4
+max_doc_tokens = 32
+
+[filter_expansions]
+top_k = 3
+
+[sweep]
+task = "toy12"
+weights = ["1,1,0", "mean"]
+tune_fraction = 0.5
+"""
+
+
+def test_retrieval_recipe_expands_filters_sweeps_and_reports(tmp_path, topics_data_dir, capsys):
+    recipe = tmp_path / "retrieval.toml"
+    recipe.write_text(RETRIEVAL_RECIPE, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    common = ["-q", "run", str(recipe), "--out", str(run_dir), "--data-dir", str(topics_data_dir)]
+    assert main(common) == 0
+    printed = capsys.readouterr().out
+    assert "| plain |" in printed and "(chosen on tune)" in printed
+    assert len((run_dir / "expansions.jsonl").read_text().splitlines()) == 12
+    settings = [r["setting"] for r in json.loads((run_dir / "sweep" / "sweep.json").read_text())["settings"]]
+    assert settings == ["plain", "raw 1,1,0", "raw mean", "filtered 1,1,0", "filtered mean"]
+    report = (run_dir / "report.md").read_text()
+    for section in ("## Synthetic queries and keywords", "Round-trip filter", "## Retrieval", "| plain |"):
+        assert section in report
+    assert main(common + ["--set", "sweep.weights=1,0,1", "--dry-run"]) == 0
+    assert _plan(capsys) == {"expand": "skip", "filter-expansions": "skip", "sweep": "run"}
+
+
+def test_a_recipe_can_train_on_given_data_without_generation(tmp_path, tiny_data_dir, shared_data_dir, capsys):
+    lines = (shared_data_dir / "nli" / "triplets.tsv").read_text(encoding="utf-8").splitlines()[:41]
+    (tiny_data_dir / "nli").mkdir()
+    (tiny_data_dir / "nli" / "triplets.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    recipe = tmp_path / "sup.toml"
+    recipe.write_text(RECIPE.split("[generate]")[0].replace('name = "tiny"', 'name = "sup"\nstages = ["train", "eval"]')
+                      + '[train]\nrecipe = "sup-simcse"\ndata = "{data_dir}/nli/triplets.tsv"\nmax_steps = 2\n'
+                        'batch_size = 4\neval_steps = 2\neval_task = "toysts:dev"\n\n[eval]\ntasks = "toysts"\n')
+    run_dir = tmp_path / "run"
+    assert main(["-q", "run", str(recipe), "--out", str(run_dir), "--data-dir", str(tiny_data_dir)]) == 0
+    assert _plan(capsys) == {"train": "run", "eval": "run"}
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert config["train"]["data"] == str(tiny_data_dir / "nli" / "triplets.tsv") and config["run"]["stages"] == ["train", "eval"]
+    assert (run_dir / "eval" / "before_after.md").exists() and not (run_dir / "generated.jsonl").exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[run]\nstages = ["generate", "sweep"]\n')
+    assert main(["-q", "run", str(bad), "--out", str(tmp_path / "bad")]) == 2
+    assert "mix sentence and retrieval stages" in capsys.readouterr().err

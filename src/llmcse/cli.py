@@ -225,19 +225,11 @@ def cmd_expand(args: argparse.Namespace) -> int:
 
 
 def cmd_filter_expansions(args: argparse.Namespace) -> int:
-    from llmcse.data.loaders import load_beir_corpus
-    from llmcse.embed.encode import CachedEncoder
-    from llmcse.embed.models import load_embedder
-    from llmcse.retrieval.expansion import load_expansions, round_trip_filter
-    from llmcse.utils.io import atomic_write_json, atomic_write_text
+    from llmcse.retrieval.expansion import run_round_trip_filter
 
-    expansions = load_expansions(args.input)
-    encoder = CachedEncoder(load_embedder(args.model, device=args.device), batch_size=args.batch_size)
-    kept, report = round_trip_filter(encoder, load_beir_corpus(args.corpus), expansions, top_k=args.top_k)
-    report.update({"input": args.input, "model": args.model})
+    report = run_round_trip_filter(args.corpus, args.input, args.out, model=args.model, top_k=args.top_k,
+                                   device=args.device, batch_size=args.batch_size)
     out = Path(args.out)
-    atomic_write_text(out, "".join(json.dumps({"_id": d, **e}, ensure_ascii=False) + "\n" for d, e in kept.items()))
-    atomic_write_json(out.with_name(out.stem + ".report.json"), report)
     print(f"kept {report['kept']} of {report['queries']} synthetic queries ({report['kept_fraction']}) whose document "
           f"{args.model} ranks in the top {args.top_k}; {report['documents_left_without_queries']} documents lost all")
     print(f"filtered expansions: {out}")
@@ -298,10 +290,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run folder: {run_dir}")
     for name, action, why in result["plan"]:
         print(f"  {name:<{width}}  {action:<6}  {why}")
-    if not args.dry_run and result["before_after"]:
+    if not args.dry_run and (result["before_after"] or result["sweep"]):
         print()
-        print(result["before_after"])
-        print(f"report: {result['report'][0]} (and .html)   details: {run_dir / 'eval'}   config: {run_dir / 'config.json'}")
+        print(result["before_after"] or result["sweep"])
+        details = run_dir / ("eval" if result["before_after"] else "sweep")
+        print(f"report: {result['report'][0]} (and .html)   details: {details}   config: {run_dir / 'config.json'}")
     return 0
 
 

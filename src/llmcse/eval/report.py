@@ -95,6 +95,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     before_after = run_dir / "eval" / "before_after.md"
     if before_after.exists():
         md += ["## Evaluation", "", before_after.read_text(encoding="utf-8").strip(), ""]
+    md += _retrieval_sections(run_dir)
     rfd_png = run_dir / "rfd" / "rfd.png"
     if rfd_png.exists():
         images["rfd.png"] = rfd_png.read_bytes()
@@ -106,6 +107,28 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
     html_path.write_text(markdown_to_html("\n".join(md), images), encoding="utf-8")
     return md_path, html_path
+
+
+def _retrieval_sections(run_dir: Path) -> list[str]:
+    """Expansion stats, the round-trip filter and the retrieval sweep of a retrieval recipe's run."""
+    md: list[str] = []
+    exp = _load(run_dir / "expansions.summary.json")
+    if exp:
+        md += ["## Synthetic queries and keywords", "",
+               f"{exp['documents']} documents expanded: mean {exp['mean_queries']} queries and {exp['mean_keywords']} "
+               f"keywords each; {exp['with_all_queries']} with every query asked for, {exp['without_queries']} with none; "
+               f"{exp['truncated_documents']} truncated.", ""]
+        reasons = sorted(exp.get("rejections_by_reason", {}).items(), key=lambda kv: -kv[1])
+        if reasons:
+            md += _table(["rejected output reason", "count"], [[k, v] for k, v in reasons]) + [""]
+    rt = _load(run_dir / "expansions.rt.report.json")
+    if rt:
+        md += [f"Round-trip filter ({rt['model']}): kept {rt['kept']} of {rt['queries']} queries ({rt['kept_fraction']}); "
+               f"{rt['documents_left_without_queries']} documents lost all of theirs.", ""]
+    sweep = run_dir / "sweep" / "sweep.md"
+    if sweep.exists():
+        md += ["## Retrieval", "", sweep.read_text(encoding="utf-8").strip(), ""]
+    return md
 
 
 def markdown_to_html(text: str, images: dict[str, bytes]) -> str:

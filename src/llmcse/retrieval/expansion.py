@@ -155,3 +155,23 @@ def round_trip_filter(encoder, corpus: dict[str, Doc], expansions: dict[str, dic
               "documents_left_without_queries": sum(1 for d, e in kept.items() if not e["queries"] and expansions[d]["queries"]),
               "unknown_documents": len(unknown)}
     return kept, report
+
+
+def run_round_trip_filter(corpus_path: str | Path, input_path: str | Path, out: str | Path, *, model: str = "all-MiniLM-L6-v2",
+                          top_k: int = 20, device: str | None = None, batch_size: int = 64) -> dict:
+    """``round_trip_filter`` from files: writes the kept expansions to ``out`` and ``<out stem>.report.json``."""
+    import json
+
+    from llmcse.data.loaders import load_beir_corpus
+    from llmcse.embed.encode import CachedEncoder
+    from llmcse.embed.models import load_embedder
+    from llmcse.utils.io import atomic_write_json, atomic_write_text
+
+    expansions = load_expansions(input_path)
+    encoder = CachedEncoder(load_embedder(model, device=device), batch_size=batch_size)
+    kept, report = round_trip_filter(encoder, load_beir_corpus(corpus_path), expansions, top_k=top_k)
+    report.update({"input": str(input_path), "model": model})
+    out = Path(out)
+    atomic_write_text(out, "".join(json.dumps({"_id": d, **e}, ensure_ascii=False) + "\n" for d, e in kept.items()))
+    atomic_write_json(out.with_name(out.stem + ".report.json"), report)
+    return report
