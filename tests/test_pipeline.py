@@ -146,3 +146,15 @@ def test_a_recipe_can_train_on_given_data_without_generation(tmp_path, tiny_data
     bad.write_text('[run]\nstages = ["generate", "sweep"]\n')
     assert main(["-q", "run", str(bad), "--out", str(tmp_path / "bad")]) == 2
     assert "mix sentence and retrieval stages" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, stages", [
+    ("quickstart", ["generate", "filter", "train", "eval"]), ("ngcse", ["generate", "train", "eval"]),
+    ("multicsr", ["generate", "filter", "train", "eval"]), ("prompteol-lora", ["train", "eval"]),
+    ("retrieval-expansion", ["expand", "filter-expansions", "sweep"])])
+def test_shipped_recipes_resolve_and_plan(name, stages, tmp_path, shared_data_dir, capsys):
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / f"{name}.toml"
+    assert main(["run", str(recipe), "--dry-run", "--out", str(tmp_path / name), "--data-dir", str(shared_data_dir)]) == 0
+    assert list(_plan(capsys)) == stages

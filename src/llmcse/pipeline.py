@@ -56,6 +56,7 @@ class EvalSection:
     tasks: str = "stsb"  # what the before/after table shows
     batch_size: int = 64
     dtype: str | None = None
+    transfer_max_examples: int | None = None  # transfer probe on a seeded sample of each split (cheaper)
 
 
 @dataclass
@@ -296,7 +297,7 @@ def evaluate_before_after(base: str, trained: str, section: EvalSection, out: Pa
     results = {}
     for label, model in (("base", base), ("trained", trained)):
         cfg = EvalConfig(model=model, tasks=section.tasks, data_dir=data_dir, batch_size=section.batch_size,
-                         dtype=section.dtype)
+                         dtype=section.dtype, transfer_max_examples=section.transfer_max_examples)
         results[label] = run_evaluation(cfg, out / label)
     rows = ["| task | base | trained | change |", "|---|---|---|---|"]
     for task, base_scores in results["base"]["tasks"].items():
