@@ -61,7 +61,7 @@ BASES = {
     "smollm2": ("prompteol:SmolLM2-135M-Instruct",
                 # LoRA as in the PromptEOL paper; one lr for every recipe (LoRA takes larger steps);
                 # a 300-pair STS-B dev sample for checkpoint choice (the whole split costs minutes per check)
-                ["lora_r=8", "lr=2e-4", "max_seq_length=64", "eval_steps=7", "eval_max_pairs=300"], "bfloat16"),
+                ["lora_r=8", "lr=2e-4", "max_seq_length=64", "eval_steps=9", "eval_max_pairs=300"], "bfloat16"),
 }
 TRANSFER_MAX_EXAMPLES = 1000  # transfer probe on a seeded 1,000-row sample of every split: same for every row
 RFD_PAIRS = 300
