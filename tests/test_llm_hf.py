@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from llmcse.llm.base import SamplingParams
-from llmcse.llm.hf import batches_by_template, common_prefix
+from llmcse.llm.hf import MIN_SHARED_PREFIX, batches_by_template, common_prefix
 
 
 def test_common_prefix_of_token_rows():
@@ -66,3 +66,22 @@ def test_sampling_is_reproducible_and_rows_stop_at_stop_strings(smollm2):
     stopped = smollm2.generate(chats, SamplingParams(max_new_tokens=24, temperature=0.8, top_p=0.9, seed=7, stop=("\n",)))
     assert all("\n" not in s for s in stopped)
     assert smollm2.stats.completion_tokens - n_before <= sum(len(smollm2.tokenizer(s)["input_ids"]) + 2 for s in stopped)
+
+
+def test_identical_prompts_are_prefilled_once_and_sampled_separately(smollm2):
+    doc = [{"role": "user", "content": "Write one search query for: Volcanoes erupt lava and ash."}]
+    other = [{"role": "user", "content": "Write one search query for: Bees make honey from nectar."}]
+    greedy = SamplingParams(max_new_tokens=10, temperature=0.0)
+    alone = smollm2.generate([doc], greedy)[0]
+    before = smollm2.stats.prefill_tokens
+    outs = smollm2.generate([doc, doc, other, doc], greedy)
+    n_doc = len(smollm2.tokenizer(smollm2.render(doc), add_special_tokens=False)["input_ids"])
+    n_other = len(smollm2.tokenizer(smollm2.render(other), add_special_tokens=False)["input_ids"])
+    shared = len(common_prefix([smollm2.tokenizer(smollm2.render(p), add_special_tokens=False)["input_ids"]
+                                for p in (doc, other)]))
+    shared = min(shared, n_doc - 1, n_other - 1)
+    shared = shared if shared >= MIN_SHARED_PREFIX else 0
+    assert smollm2.stats.prefill_tokens - before == n_doc + n_other - 2 * shared  # the 3 copies of doc: run once
+    assert outs[0] == outs[1] == outs[3] == alone  # same state, greedy: same text as the prompt alone
+    sampled = smollm2.generate([doc] * 4, SamplingParams(max_new_tokens=16, temperature=1.0, seed=3))
+    assert len(set(sampled)) > 1  # each copy samples on its own

@@ -37,11 +37,12 @@ class SamplingParams:
 class GenerationStats:
     requests: int = 0
     prompt_tokens: int = 0
+    prefill_tokens: int = 0  # prompt tokens actually run through the model (shared prefixes and repeats: once)
     completion_tokens: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"requests": self.requests, "prompt_tokens": self.prompt_tokens,
+        return {"requests": self.requests, "prompt_tokens": self.prompt_tokens, "prefill_tokens": self.prefill_tokens,
                 "completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 2),
                 "completion_tokens_per_s": round(self.completion_tokens / self.seconds, 1) if self.seconds else None}
 

@@ -82,10 +82,15 @@ class HFGenerator:
         """New tokens per row. A row leaves the batch as soon as it ends (end-of-turn token, stop
         string or its token budget), so compute follows the tokens really produced: with
         ``generate()`` every row would run as long as the longest one (3x the work here: short
-        rewrites average 23 tokens, and one rambling row holds 64 back)."""
+        rewrites average 23 tokens, and one rambling row holds 64 back).
+
+        Identical prompts in a batch (N samples of one prompt, e.g. N synthetic queries for one
+        document) are prefilled once; their keys/values are then copied per row and each row
+        samples on its own."""
         torch = self._torch
-        input_ids, mask = self._pad(rows, n_shared)  # (batch, len) each
-        cache = self._cached_prefix(tuple(rows[0][:n_shared]), len(rows)) if n_shared else None
+        distinct = list(dict.fromkeys(tuple(r) for r in rows))
+        input_ids, mask = self._pad([list(r) for r in distinct], n_shared)  # (distinct, len) each
+        cache = self._cached_prefix(tuple(rows[0][:n_shared]), len(distinct)) if n_shared else None
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # pads in the middle are skipped
         rng = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         alive = list(range(len(rows)))  # batch row -> index into rows
@@ -94,9 +99,15 @@ class HFGenerator:
             out = self.model(input_ids=input_ids[:, n_shared:], attention_mask=mask,
                              position_ids=positions[:, n_shared:], past_key_values=cache, use_cache=True,
                              logits_to_keep=1)
-            cache, last_pos = out.past_key_values, positions[:, -1]
+            self.stats.prefill_tokens += int(mask[:, n_shared:].sum())
+            cache, last_pos, logits = out.past_key_values, positions[:, -1], out.logits[:, -1, :]
+            if len(distinct) < len(rows):  # one copy of a prompt's state per row that asked for it
+                slot = {r: i for i, r in enumerate(distinct)}
+                expand = torch.tensor([slot[tuple(r)] for r in rows], device=self.device)
+                cache.batch_select_indices(expand)
+                mask, last_pos, logits = mask[expand], last_pos[expand], logits[expand]
             for _ in range(params.max_new_tokens):
-                picked = self._pick(out.logits[:, -1, :], params, rng).tolist()  # (alive,)
+                picked = self._pick(logits, params, rng).tolist()  # (alive,)
                 keep = []
                 for j, r in enumerate(alive):
                     if picked[j] in self._end_ids:
@@ -117,6 +128,7 @@ class HFGenerator:
                 last_pos = last_pos + 1
                 out = self.model(input_ids=next_ids, attention_mask=mask, position_ids=last_pos[:, None],
                                  past_key_values=cache, use_cache=True)
+                logits = out.logits[:, -1, :]
         return new
 
     def _pick(self, logits, params: SamplingParams, rng):

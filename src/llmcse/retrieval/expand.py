@@ -201,6 +201,7 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
     tokenizer = _load_tokenizer(cfg, llm) if n_pending else None
     started = time.perf_counter()
     tokens_before = llm.stats.completion_tokens if n_pending else 0
+    prefill_before = llm.stats.prefill_tokens if n_pending else 0
     bar = tqdm(total=n_pending, unit="doc", desc="expand", disable=not progress_enabled(show_progress_bar))
     for file, pending, first_chunk in work:
         _expand_into(file, pending, first_chunk, corpus, llm, template, tokenizer, cfg, bar, started, tokens_before)
@@ -215,6 +216,7 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
     summary["this_run"] = {"documents": n_pending, "seconds": round(seconds, 1),
                            "docs_per_s": round(n_pending / seconds, 3) if n_pending and seconds else None,
                            "completion_tokens": (llm.stats.completion_tokens - tokens_before) if n_pending else 0,
+                           "prefill_tokens": (llm.stats.prefill_tokens - prefill_before) if n_pending else 0,
                            "shard": f"{shard[0]}/{shard[1]}" if shard else None}
     if shard is None:
         atomic_write_json(Path(cfg.out).with_name(Path(cfg.out).stem + ".summary.json"), summary)
