@@ -208,6 +208,17 @@ def build_table() -> dict:
                 f"{first.get('dev_before', '-')} → {first.get('dev_after', '-')} | {first.get('masked') or '-'} | "
                 f"{len(runs)} | {first.get('train_seconds') or '-'} |")
         lines += [""]
+        ranked = [(runs[0]["rfd"]["rfd_alignment"], statistics.mean(r["sts_avg"] for r in runs), row)
+                  for row, runs in rows.items() if "rfd" in runs[0]]
+        if len(ranked) >= 3:
+            from scipy.stats import spearmanr
+
+            rho = spearmanr([a for a, _, _ in ranked], [b for _, b, _ in ranked]).statistic
+            by_rfd = " < ".join(row for _, _, row in sorted(ranked))
+            by_sts = " > ".join(row for _, _, row in sorted(ranked, key=lambda t: -t[1]))
+            lines += [f"RFD vs STS: data sets by RFD alignment (easiest first): {by_rfd}; by STS avg (best first): "
+                      f"{by_sts}; Spearman(RFD alignment, STS avg) = {rho:+.2f} over {len(ranked)} data sets "
+                      "(NGCSE's claim: harder data, i.e. larger RFD, trains better embedders, so a positive value agrees).", ""]
         rfd_runs = [runs[0]["rfd_run"] for row, runs in rows.items() if "rfd_run" in runs[0]]
         if rfd_runs:
             from llmcse.eval.rfd import plot
