@@ -13,10 +13,11 @@ on two bases: all-MiniLM-L6-v2 (full fine-tuning) and SmolLM2-135M-Instruct as a
 embedder with LoRA. The LLM-made data come from the generator alone (no human-trained model
 chose or scored them), so only sup-simcse sees human labels.
 
-Every run is plain ``llmcse train`` / ``llmcse eval`` / ``llmcse rfd`` commands; each writes
-into ``runs/training/<base>/<row>/seed<k>/`` (git-ignored) and is skipped once its output
-exists, so the script resumes where it stopped. Results land in
-``benchmarks/results/training.{md,json}`` and ``training_<base>_rfd.png``.
+Every run is plain ``llmcse train`` / ``llmcse eval`` / ``llmcse rfd`` commands: models in
+``runs/training/<base>/<row>/seed<k>/`` (git-ignored), results in
+``benchmarks/results/training/<base>/<row>/seed<k>/`` (committed); a step whose output exists is
+skipped, so the script resumes where it stopped. The table: ``benchmarks/results/training.{md,json}``
+and ``training_<base>_rfd.png``.
 
     python benchmarks/training.py --base minilm                 # the five rows + base, seed 42
     python benchmarks/training.py --base minilm --best-seeds 2  # + seeds 43, 44 for the two best rows
@@ -86,12 +87,23 @@ def llmcse(*args: str) -> None:
 
 
 def run_folder(base: str, row: str, seed: int) -> Path:
+    """The trained model and its checkpoints (git-ignored)."""
     return RUNS / base / row / f"seed{seed}"
 
 
+def result_folder(base: str, row: str, seed: int) -> Path:
+    """What the table is built from (committed): eval/, rfd/, llmcse_training.json, train_seconds.txt."""
+    return RESULTS / "training" / base / row / f"seed{seed}"
+
+
 def train(base: str, row: str, seed: int) -> None:
-    out = run_folder(base, row, seed)
-    if row == "base" or (out / "llmcse_training.json").is_file():
+    out, keep = run_folder(base, row, seed), result_folder(base, row, seed)
+    if row == "base" or (keep / "llmcse_training.json").is_file():
+        return
+    if (out / "llmcse_training.json").is_file() and (out / "train_seconds.txt").is_file():  # trained, not yet copied
+        keep.mkdir(parents=True, exist_ok=True)
+        for name in ("llmcse_training.json", "train_seconds.txt"):
+            shutil.copy(out / name, keep / name)
         return
     model, settings, _ = BASES[base]
     recipe, data = ROWS[row]
@@ -102,31 +114,35 @@ def train(base: str, row: str, seed: int) -> None:
     llmcse("train", "--recipe", recipe, "--data", str(data_path(data)), "--base", model, "--out", str(out),
            *[a for s in sets for a in ("--set", s)])
     (out / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+    keep.mkdir(parents=True, exist_ok=True)
+    for name in ("llmcse_training.json", "train_seconds.txt"):
+        shutil.copy(out / name, keep / name)
 
 
 def evaluate(base: str, row: str, seed: int) -> None:
-    out = run_folder(base, row, seed)
-    if (out / "eval" / "results.json").is_file():
+    keep = result_folder(base, row, seed)
+    if (keep / "eval" / "results.json").is_file():
         return
     model, _, dtype = BASES[base]
-    target = model if row == "base" else str(out)
+    target = model if row == "base" else str(run_folder(base, row, seed))
     llmcse("eval", "--model", target, "--tasks", "sts,transfer", "--transfer-max-examples", str(TRANSFER_MAX_EXAMPLES),
-           *(["--dtype", dtype] if dtype else []), "--output-dir", str(out / "eval"))
+           *(["--dtype", dtype] if dtype else []), "--output-dir", str(keep / "eval"))
 
 
 def rfd(base: str, row: str, seed: int) -> None:
-    out = run_folder(base, row, seed)
-    if row == "base" or seed != SEEDS[0] or (out / "rfd" / "rfd.json").is_file():
+    keep = result_folder(base, row, seed)
+    if row == "base" or seed != SEEDS[0] or (keep / "rfd" / "rfd.json").is_file():
         return
     _, _, dtype = BASES[base]
-    llmcse("rfd", "--data", str(data_path(ROWS[row][1])), "--model-dir", str(out), "--output-dir", str(out / "rfd"),
+    llmcse("rfd", "--data", str(data_path(ROWS[row][1])), "--model-dir", str(run_folder(base, row, seed)),
+           "--output-dir", str(keep / "rfd"),
            "--max-pairs", str(RFD_PAIRS), "--max-eval-sentences", str(2 * RFD_PAIRS), *(["--dtype", dtype] if dtype else []))
 
 
 def drop_checkpoints(base: str, row: str, seed: int) -> None:
     """Checkpoints are only needed until RFD has read them (a MiniLM one is ~270 MB with its optimizer)."""
-    out = run_folder(base, row, seed)
-    done = (out / "eval" / "results.json").is_file() and (seed != SEEDS[0] or (out / "rfd" / "rfd.json").is_file())
+    out, keep = run_folder(base, row, seed), result_folder(base, row, seed)
+    done = (keep / "eval" / "results.json").is_file() and (seed != SEEDS[0] or (keep / "rfd" / "rfd.json").is_file())
     if row != "base" and done and (out / "checkpoints").is_dir():
         shutil.rmtree(out / "checkpoints")
 
@@ -146,7 +162,7 @@ def run(base: str, rows: list[str], seeds: list[int]) -> None:
 
 
 def read_run(base: str, row: str, seed: int) -> dict | None:
-    out = run_folder(base, row, seed)
+    out = result_folder(base, row, seed)
     ev = out / "eval" / "results.json"
     if not ev.is_file():
         return None
