@@ -524,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--batch-size", type=int, default=64)
     fe.set_defaults(func=cmd_filter_expansions)
 
-    sw = sub.add_parser("sweep-expansions", help="plain vs expanded retrieval under several weightings, chosen on held-out queries",
+    sw = sub.add_parser("sweep-expansions", help="plain vs expanded retrieval, weights chosen on held-out queries",
                         epilog="example:\n  llmcse sweep-expansions --task arguana --expansions raw=runs/exp.jsonl "
                                "--expansions filtered=runs/exp.rt.jsonl --weights 1,1,0 --weights 1,1,1 --output-dir runs/sweep\n"
                                "The task's queries are split by id hash: weights are chosen on one part, reported on the other.",
@@ -566,12 +566,14 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--device", default=None)
     sr.set_defaults(func=cmd_search)
 
-    ru = sub.add_parser("run", help="the whole path in one resumable run: generate -> filter -> train -> eval",
+    ru = sub.add_parser("run", help="a recipe in one resumable run: generate -> filter -> train -> eval (or expand -> sweep)",
                         epilog="example:\n  llmcse run recipes/quickstart.toml\n  llmcse run recipes/quickstart.toml "
                                "--set train.lr=3e-5 --dry-run   (shows which stages rerun)\n"
+                               "  llmcse run recipes/retrieval-expansion.toml --set expand.n=500\n"
+                               "recipes: quickstart, ngcse, multicsr, prompteol-lora, retrieval-expansion (recipes/*.toml)\n"
                                "Rerun after an interruption: finished stages are skipped, the interrupted one resumes.",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ru.add_argument("recipe", help="recipe TOML with [run] [generate] [filter] [train] [eval] sections")
+    ru.add_argument("recipe", help="recipe TOML: [run] [generate] [filter] [train] [eval], or [expand] [filter_expansions] [sweep]")
     ru.add_argument("--out", help="run folder (default: runs/<run.name>)")
     ru.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value (repeatable)")
     ru.add_argument("--dry-run", action="store_true", help="show the plan: stages to run, resume or skip, and why")
