@@ -135,6 +135,43 @@ def test_lora_training_merges_into_a_plain_folder_that_round_trips(tmp_path, sha
     assert summary["config"]["lora_r"] == 4
 
 
+def test_an_adapter_moved_onto_a_fresh_base_merges_to_the_same_model(minilm):
+    """The QLoRA export path: the adapter trained on a (4-bit) base is merged into a fresh
+    full-precision copy. Checked here without quantization: same embeddings as merging in place."""
+    import copy
+
+    import torch
+
+    from llmcse.train.lora import add_lora, merge_lora, merged_full_precision
+
+    trained = copy.deepcopy(minilm)
+    add_lora(trained, 4, None, 0.0)
+    with torch.no_grad():  # a made-up "trained" adapter: LoRA B starts at zero, which would merge to nothing
+        for name, p in trained.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    moved = merged_full_precision(trained, "all-MiniLM-L6-v2", 4, None, 0.0)
+    merge_lora(trained)
+    texts = ["A man plays a guitar.", "The council approved the budget."]
+    assert np.allclose(moved.encode(texts), trained.encode(texts), atol=1e-5)
+    assert not np.allclose(moved.encode(texts), minilm.encode(texts), atol=1e-3)
+
+
+def test_qlora_on_a_machine_without_cuda_is_a_clear_error(tmp_path, shared_data_dir, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: 4-bit loading would proceed")
+    code = main(["-q", "train", "--recipe", "sup-simcse", "--data", str(shared_data_dir / "nli" / "triplets.tsv"),
+                 "--out", str(tmp_path / "q"), "--set", "lora_r=8", "--set", "lora_4bit=true"])
+    assert code == 2 and "needs a CUDA GPU" in capsys.readouterr().err
+    with pytest.raises(Exception, match="set lora_r too"):
+        from llmcse.train.recipes import TrainConfig
+        from llmcse.train.run import run_training
+
+        run_training(TrainConfig(data=str(shared_data_dir / "nli" / "triplets.tsv"), out=str(tmp_path / "q2"), lora_4bit=True))
+
+
 @pytest.mark.slow
 def test_prompteol_smollm2_with_lora_round_trips(tmp_path, shared_data_dir, tiny_data_dir):
     """Issue #6: PromptEOL + contrastive LoRA on the bundled decoder; the result loads with plain ST."""

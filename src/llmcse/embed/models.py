@@ -158,6 +158,31 @@ def resolve_dtype(dtype: str | None, device: str):
     return names[dtype]
 
 
+def model_kwargs_for(dtype: str | None, device: str, quantization: str | None = None) -> dict:
+    """transformers ``from_pretrained`` kwargs: the dtype, and for ``quantization="4bit"`` a
+    bitsandbytes NF4 config (QLoRA: frozen 4-bit base weights, bf16 compute; CUDA only)."""
+    kwargs = {"dtype": resolve_dtype(dtype, device)}
+    if quantization is None:
+        return kwargs
+    if quantization != "4bit":
+        raise LlmcseError(f"quantization {quantization!r}: only '4bit' (QLoRA) is supported")
+    import torch
+
+    if not str(device).startswith("cuda") or not torch.cuda.is_available():
+        raise LlmcseError("4-bit loading (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit kernels do not run on "
+                          f"{device}. On CPU train plain LoRA (drop lora_4bit).")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise LlmcseError("4-bit loading (QLoRA) needs bitsandbytes: pip install bitsandbytes") from None
+    from transformers import BitsAndBytesConfig
+
+    kwargs["dtype"] = torch.bfloat16
+    kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                       bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
+    return kwargs
+
+
 def _is_sentence_transformers_folder(path: str) -> bool:
     return (Path(path) / "modules.json").is_file()
 
@@ -169,6 +194,7 @@ def load_embedder(
     device: str | None = None,
     dtype: str | None = None,
     max_seq_length: int | None = None,
+    quantization: str | None = None,
 ) -> SentenceTransformer:
     """Load any model as a SentenceTransformer.
 
@@ -181,6 +207,7 @@ def load_embedder(
         device: ``cuda``, ``mps``, ``cpu``; None picks automatically.
         dtype: ``float32`` (default, exact), ``bfloat16``, ``float16`` or ``auto``.
         max_seq_length: Truncation length in tokens (None keeps the model's own).
+        quantization: ``"4bit"`` loads the transformer in bitsandbytes NF4 (QLoRA training on CUDA).
 
     Raises:
         LlmcseError: ``pooling`` given for a model that already saves its pooling, or an
@@ -196,10 +223,9 @@ def load_embedder(
         if pooling is not None:
             raise LlmcseError(f"{spec}: PromptEOL pools the last token by construction; drop --pooling")
         return build_prompteol_model(spec.removeprefix("prompteol:"), dtype=dtype, max_seq_length=max_seq_length,
-                                     device=device)
-    torch_dtype = resolve_dtype(dtype, device)
+                                     device=device, quantization=quantization)
     path = resolve_model_path(spec)
-    model_kwargs = {"dtype": torch_dtype}
+    model_kwargs = model_kwargs_for(dtype, device, quantization)
     poolings = pooling.split(",") if pooling else []
     for p in poolings:
         if p not in POOLING_MODES:

@@ -339,6 +339,7 @@ def build_prompteol_model(
     max_seq_length: int | None = None,
     dtype: str | None = None,
     device: str | None = "cpu",
+    quantization: str | None = None,
 ) -> SentenceTransformer:
     """A PromptEOL SentenceTransformer (Transformer + Pooling(lasttoken) [+ Normalize]) from a decoder LLM.
 
@@ -366,7 +367,7 @@ def build_prompteol_model(
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from transformers import AutoTokenizer
 
-    from llmcse.embed.models import auto_device, resolve_dtype, resolve_model_path
+    from llmcse.embed.models import auto_device, model_kwargs_for, resolve_model_path
 
     tpl = get_template(template)
     cleanup = Cleanup(strip, straight_quotes, final_period, single_quotes, question_to_period)
@@ -386,7 +387,7 @@ def build_prompteol_model(
 
     transformer = Transformer(
         path,
-        model_kwargs={"dtype": resolve_dtype(dtype, device)},
+        model_kwargs=model_kwargs_for(dtype, device, quantization),
         processor_kwargs=processor_kwargs,
         # "message" makes every plain string go through the chat template below.
         modality_config={

@@ -1,4 +1,5 @@
-"""LoRA (peft) on any sentence-transformers model, through its stock ``add_adapter``.
+"""LoRA (peft) on any sentence-transformers model, through its stock ``add_adapter``; QLoRA
+(``lora_4bit``: the frozen base in bitsandbytes NF4 on a CUDA GPU) through the same path.
 
 The PromptEOL paper fine-tunes decoder LLMs this way: the base weights stay frozen, small
 low-rank updates on every linear layer are trained. At the end the updates are merged into the
@@ -50,3 +51,27 @@ def merge_lora(model) -> int:
     for p in model.parameters():
         p.requires_grad_(True)
     return merged
+
+
+def merged_full_precision(trained, base: str, r: int, alpha: int | None, dropout: float,
+                          max_seq_length: int | None = None):
+    """The trained adapter merged into a fresh full-precision copy of ``base``.
+
+    QLoRA trains on 4-bit base weights; merging there would save quantized weights that need
+    bitsandbytes (and a GPU) to load. The adapter is small: move it onto the base as it was.
+    """
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    from llmcse.embed.models import load_embedder
+
+    fresh = load_embedder(base, device="cpu", max_seq_length=max_seq_length)
+    add_lora(fresh, r, alpha, dropout)
+    state = {k: v.detach().float().cpu() for k, v in get_peft_model_state_dict(trained.transformers_model).items()}
+    result = set_peft_model_state_dict(fresh.transformers_model, state)
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        from llmcse.errors import LlmcseError
+
+        raise LlmcseError(f"adapter does not fit {base}: unexpected keys {unexpected[:3]}")
+    merge_lora(fresh)
+    return fresh

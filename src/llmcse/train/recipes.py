@@ -36,6 +36,7 @@ class TrainConfig:
     lora_r: int = 0  # > 0: train LoRA adapters of this rank instead of all weights (PromptEOL on LLMs)
     lora_alpha: int | None = None  # None: 2 x lora_r
     lora_dropout: float = 0.05
+    lora_4bit: bool = False  # QLoRA: the frozen base in 4-bit NF4 (CUDA + bitsandbytes); the export is full precision
     lora_export: str = "merged"  # merged: plain folder, no peft needed | adapter: adapter-only folder
 
 

@@ -81,7 +81,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     from sentence_transformers.base.sampler import BatchSamplers
 
     from llmcse.embed.models import load_embedder
-    from llmcse.train.lora import add_lora, merge_lora
+    from llmcse.train.lora import add_lora, merge_lora, merged_full_precision
 
     kind, loss_name, _ = RECIPES[cfg.recipe]
     rows = read_rows(cfg.data, kind)
@@ -90,11 +90,17 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     if len(rows) < cfg.batch_size:
         raise LlmcseError(f"{cfg.data}: {len(rows)} training rows, fewer than one batch of {cfg.batch_size}")
     train_dataset = to_dataset(rows, kind)
+    if cfg.lora_4bit and cfg.lora_r <= 0:
+        raise LlmcseError("lora_4bit (QLoRA) trains LoRA adapters on a 4-bit base: set lora_r too, e.g. lora_r=16")
     model = load_embedder(cfg.base, pooling=cfg.pooling, device="cpu" if not torch.cuda.is_available() else None,
-                          max_seq_length=cfg.max_seq_length)
+                          max_seq_length=cfg.max_seq_length, quantization="4bit" if cfg.lora_4bit else None)
     if cfg.lora_r > 0:
         if cfg.lora_export not in ("merged", "adapter"):
             raise LlmcseError(f"lora_export {cfg.lora_export!r}: one of merged, adapter")
+        if cfg.lora_4bit:
+            from peft import prepare_model_for_kbit_training
+
+            prepare_model_for_kbit_training(model.transformers_model, use_gradient_checkpointing=False)
         add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
     out = Path(cfg.out)
     # torchrun / accelerate set WORLD_SIZE: one process per device, candidates gathered across them
@@ -130,7 +136,10 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
         logger.info("resuming from %s", last[-1])
     trainer.train(resume_from_checkpoint=str(last[-1]) if last else None)
     after = evaluator(model)["dev_spearman_cosine"]
-    if cfg.lora_r > 0 and cfg.lora_export == "merged":
+    if cfg.lora_r > 0 and cfg.lora_export == "merged" and cfg.lora_4bit:
+        model = merged_full_precision(model, cfg.base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.max_seq_length)
+        logger.info("merged the adapter into a full-precision copy of %s (QLoRA)", cfg.base)
+    elif cfg.lora_r > 0 and cfg.lora_export == "merged":
         logger.info("merged %d LoRA layers into the base weights", merge_lora(model))
     model.save(str(out))
     config = dataclasses.asdict(cfg)
