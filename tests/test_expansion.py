@@ -202,7 +202,9 @@ def test_index_shards_across_processes_resume_per_shard_and_match_one_process(tm
 
 
 def test_bad_shard_spec_is_a_clear_error():
-    from llmcse.utils.shards import parse_shard
+    from llmcse.utils.shards import parse_shard, without_option
+
+    assert without_option(["-q", "index", "--workers", "2", "--out", "x", "--workers=3"], "--workers") == ["-q", "index", "--out", "x"]
 
     assert parse_shard("1/4") == (1, 4) and parse_shard(None) is None
     for bad in ("4/4", "a/b", "3", "-1/2"):
