@@ -23,6 +23,13 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
         ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
 
 
+def _counts_table(header: list[str], counts: dict[str, int]) -> list[str]:
+    """A reason/count table, most frequent first, followed by a blank line; nothing for no counts."""
+    if not counts:
+        return []
+    return _table(header, [[k, v] for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]) + [""]
+
+
 def _training_plot(log_history: list[dict]) -> bytes | None:
     import matplotlib
 
@@ -62,17 +69,14 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
                f"{gen['seeds_done']} seeds, {gen['kept']} records kept ({gen['kept_fraction']}), "
                f"{gen['rejected']} seeds rejected (recipe `{gen['recipe']}`, prompt `{gen['prompt_id']}` "
                f"v{gen['prompt_version']}).", ""]
-        reasons = sorted(gen["field_rejections_by_reason"].items(), key=lambda kv: -kv[1])
-        if reasons:
-            md += _table(["rejected attempt reason", "count"], [[k, v] for k, v in reasons]) + [""]
+        md += _counts_table(["rejected attempt reason", "count"], gen["field_rejections_by_reason"])
     filt = _load(run_dir / "kept.report.json")
     if filt:
         t = filt["thresholds"]
         md += ["## Filtering", "",
                f"{filt['kept']} of {filt['total']} records kept ({filt['kept_fraction']}); thresholds "
                f"({t['from']}): positive >= {t['t_pos']}, negative <= {t['t_neg']}.", ""]
-        if filt["dropped_by_reason"]:
-            md += _table(["dropped because", "count"], sorted(filt["dropped_by_reason"].items(), key=lambda kv: -kv[1])) + [""]
+        md += _counts_table(["dropped because", "count"], filt["dropped_by_reason"])
         examples = filt.get("examples_kept", [])[:3]
         if examples:
             md += ["Kept examples:", ""] + _table(["seed", "positive", "negative"],
@@ -118,9 +122,7 @@ def _retrieval_sections(run_dir: Path) -> list[str]:
                f"{exp['documents']} documents expanded: mean {exp['mean_queries']} queries and {exp['mean_keywords']} "
                f"keywords each; {exp['with_all_queries']} with every query asked for, {exp['without_queries']} with none; "
                f"{exp['truncated_documents']} truncated.", ""]
-        reasons = sorted(exp.get("rejections_by_reason", {}).items(), key=lambda kv: -kv[1])
-        if reasons:
-            md += _table(["rejected output reason", "count"], [[k, v] for k, v in reasons]) + [""]
+        md += _counts_table(["rejected output reason", "count"], exp.get("rejections_by_reason", {}))
     rt = _load(run_dir / "expansions.rt.report.json")
     if rt:
         md += [f"Round-trip filter ({rt['model']}): kept {rt['kept']} of {rt['queries']} queries ({rt['kept_fraction']}); "

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from llmcse.errors import LlmcseError
-from llmcse.utils.io import atomic_write_json, atomic_write_text, file_md5
+from llmcse.utils.io import atomic_save_npy, atomic_write_json, atomic_write_text, file_md5
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,6 @@ def build_index(model_name: str, corpus_path: str | Path, out: str | Path, *, ex
 
 
 def _embed_shards(model_name, corpus, doc_ids, out: Path, todo: list[dict], expansions, weights, device, batch_size) -> None:
-    import os
-
     from llmcse.embed.encode import CachedEncoder, progress_enabled
     from llmcse.embed.models import load_embedder
     from llmcse.retrieval.expansion import ExpandedDenseSearcher, ExpansionWeights, load_expansions
@@ -70,11 +68,7 @@ def _embed_shards(model_name, corpus, doc_ids, out: Path, todo: list[dict], expa
     for s in tqdm(todo, desc="index shards", unit="shard", disable=not progress_enabled(None)):
         vectors = searcher.document_vectors(corpus, doc_ids[s["start"]:s["end"]]).astype(np.float32)  # (docs, dim)
         encoder.clear()  # the cache would otherwise grow with the corpus
-        path = out / s["file"]
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, vectors)
-        os.replace(tmp, path)  # a shard file is complete or absent
+        atomic_save_npy(out / s["file"], vectors)  # a shard file is complete or absent
 
 
 def _assemble(out: Path, manifest: dict, corpus, doc_ids, model_name, corpus_path, expansions, weights) -> dict:
@@ -82,10 +76,7 @@ def _assemble(out: Path, manifest: dict, corpus, doc_ids, model_name, corpus_pat
 
     vectors = np.concatenate([np.load(out / s["file"]) for s in manifest["shards"]]) if manifest["shards"] \
         else np.zeros((0, 0), dtype=np.float32)
-    tmp = out / ".vectors.npy.tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, vectors)
-    tmp.replace(out / "vectors.npy")
+    atomic_save_npy(out / "vectors.npy", vectors)
     atomic_write_text(out / "docs.jsonl", "".join(json.dumps({"_id": d, "title": corpus[d].title or corpus[d].text[:80]},
                                                              ensure_ascii=False) + "\n" for d in doc_ids))
     meta = {"model": model_name, "corpus": str(corpus_path), "corpus_md5": file_md5(corpus_path), "documents": len(doc_ids),

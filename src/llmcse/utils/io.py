@@ -11,17 +11,26 @@ from typing import Any
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers never see a half-written file.
+    """Write ``text`` to ``path`` so readers never see a half-written file."""
+    _atomic_write(path, "w", lambda f: f.write(text))
 
-    Writes to a temp file in the same folder, fsyncs, then renames over the target
-    (rename is atomic on POSIX within one file system).
-    """
+
+def atomic_save_npy(path: str | Path, array) -> None:
+    """``np.save`` with the same guarantee: the file is complete or absent (resumable shards rely on it)."""
+    import numpy as np
+
+    _atomic_write(path, "wb", lambda f: np.save(f, array))
+
+
+def _atomic_write(path: str | Path, mode: str, write) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over the target (rename is
+    atomic on POSIX within one file system)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
