@@ -37,6 +37,9 @@ class TrainConfig:
     lora_alpha: int | None = None  # None: 2 x lora_r
     lora_dropout: float = 0.05
     lora_4bit: bool = False  # QLoRA: the frozen base in 4-bit NF4 (CUDA + bitsandbytes); the export is full precision
+    # the frozen base weights under LoRA: "bfloat16" halves their memory and is ~1.4x faster per step on
+    # CPUs with bf16 instructions (measured on SmolLM2); the adapters and their optimizer stay float32
+    dtype: str = "float32"
     lora_export: str = "merged"  # merged: plain folder, no peft needed | adapter: adapter-only folder
 
 

@@ -92,7 +92,11 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     train_dataset = to_dataset(rows, kind)
     if cfg.lora_4bit and cfg.lora_r <= 0:
         raise LlmcseError("lora_4bit (QLoRA) trains LoRA adapters on a 4-bit base: set lora_r too, e.g. lora_r=16")
+    if cfg.dtype != "float32" and cfg.lora_r <= 0:
+        # full fine-tuning needs float32 master weights: AdamW updates vanish in bf16 rounding
+        raise LlmcseError(f"dtype={cfg.dtype} is for the frozen base under LoRA: set lora_r too, or train in float32")
     model = load_embedder(cfg.base, pooling=cfg.pooling, device="cpu" if not torch.cuda.is_available() else None,
+                          dtype=None if cfg.dtype == "float32" else cfg.dtype,
                           max_seq_length=cfg.max_seq_length, quantization="4bit" if cfg.lora_4bit else None)
     if cfg.lora_r > 0:
         if cfg.lora_export not in ("merged", "adapter"):
@@ -102,6 +106,9 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
 
             prepare_model_for_kbit_training(model.transformers_model, use_gradient_checkpointing=False)
         add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+        for p in model.parameters():  # peft gives adapters the base's dtype; train them in float32
+            if p.requires_grad:
+                p.data = p.data.float()
     out = Path(cfg.out)
     # torchrun / accelerate set WORLD_SIZE: one process per device, candidates gathered across them
     processes = int(os.environ.get("WORLD_SIZE", "1"))
