@@ -265,3 +265,22 @@ def test_sweep_chooses_weights_on_tune_queries_and_reports_the_rest(tmp_path, to
     assert score["bad 0,1,0"]["all"]["ndcg_at_10"] < score["plain"]["all"]["ndcg_at_10"]
     assert result["chosen"].startswith("good") and result["queries"]["tune"] + result["queries"]["report"] == 12
     assert "(chosen on tune)" in capsys.readouterr().out
+
+
+def test_demo_phrases_in_queries_and_keywords_are_rejected_unless_the_document_says_them():
+    """SmolLM2 on ArguAna pasted the shipped demo's keywords ("The Great Barrier Reef, coral reef")
+    into documents about veganism: rejected as from_demo, but kept when the document says them."""
+    from llmcse.retrieval.expand import check_query, split_keywords
+    from llmcse.synth.prompts import load_template
+
+    kfield, qfield = load_template("expand").fields["keywords"], load_template("expand").fields["query"]
+    kdemos = [t for d in kfield.demos for t in (d.input, d.output)]
+    qdemos = [t for d in qfield.demos for t in (d.input, d.output)]
+    vegan = "Eating meat harms the environment, so a vegan diet is the moral choice."
+    words, rejected = split_keywords("vegan diet, The Great Barrier Reef, coral reef, environment, Queensland", vegan, 5, kdemos)
+    assert words == ["vegan diet", "environment"] and rejected == {"from_demo": 3}
+    reef = "Warming seas bleach the coral reef off Queensland."
+    words, rejected = split_keywords("coral reef, Queensland, bleaching", reef, 5, kdemos)
+    assert words == ["coral reef", "Queensland", "bleaching"] and not rejected
+    assert check_query("largest coral reef in the world", vegan, qfield.instruction, set(), qdemos) == "from_demo"
+    assert check_query("is a vegan diet better for the environment", vegan, qfield.instruction, set(), qdemos) is None

@@ -204,7 +204,7 @@ def cmd_expand(args: argparse.Namespace) -> int:
 
     cfg = ExpandConfig(corpus=args.corpus, out=args.out, llm=args.llm, queries=args.queries, keywords=args.keywords,
                        prompts=args.prompts, max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
-                       temperature=args.temperature, seed=args.seed, chunk_size=args.chunk_size, n=args.n,
+                       keyword_max_new_tokens=args.keyword_max_new_tokens, temperature=args.temperature, seed=args.seed, chunk_size=args.chunk_size, n=args.n,
                        tokenizer=args.tokenizer, shard_size=args.shard_size)
     shard = parse_shard(args.shard)
     if args.workers > 1:  # N processes each take every N-th shard; this one then folds their files together
@@ -497,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--keywords", type=int, default=5, help="keywords per document (at most)")
     ex.add_argument("--prompts", default="expand", help="template: shipped name or .toml (copy src/llmcse/synth/templates/expand.toml)")
     ex.add_argument("--max-doc-tokens", type=int, default=256, help="documents are truncated to this many tokens")
-    ex.add_argument("--max-new-tokens", type=int, default=48)
+    ex.add_argument("--max-new-tokens", type=int, default=32, help="token budget of one query")
+    ex.add_argument("--keyword-max-new-tokens", type=int, default=32, help="token budget of the keyword list")
     ex.add_argument("--temperature", type=float, default=0.8)
     ex.add_argument("--seed", type=int, default=1234)
     ex.add_argument("--chunk-size", type=int, default=32, help="documents per durable write")

@@ -21,7 +21,7 @@ from pathlib import Path
 from llmcse.data.loaders import load_beir_corpus
 from llmcse.data.records import Doc
 from llmcse.llm.base import LLM, SamplingParams
-from llmcse.synth.checks import clean_output, normalize, wrong_language
+from llmcse.synth.checks import clean_output, leaks_demo, normalize, wrong_language
 from llmcse.synth.prompts import PromptTemplate, load_template
 from llmcse.utils.io import atomic_write_json, atomic_write_text, file_md5
 from llmcse.utils.jsonl import AppendOnlyJsonl
@@ -41,7 +41,10 @@ class ExpandConfig:
     keywords: int = 5  # keywords per document (at most)
     prompts: str = "expand"  # shipped template name or a .toml path
     max_doc_tokens: int = 256  # documents are cut to this many tokens of the LLM's tokenizer
-    max_new_tokens: int = 48
+    # token budgets: a query over ~24 words is rejected anyway, and a 135M model repeats its keyword
+    # list until the budget ends (344 duplicate keywords in 32 ArguAna documents at 48 tokens)
+    max_new_tokens: int = 32
+    keyword_max_new_tokens: int = 32
     temperature: float = 0.8
     top_p: float = 0.95
     seed: int = 1234
@@ -60,7 +63,7 @@ def truncate_tokens(text: str, tokenizer, max_tokens: int) -> tuple[str, int, bo
     return tokenizer.decode(ids[:max_tokens], skip_special_tokens=True).strip() + " ...", len(ids), True
 
 
-def check_query(text: str, document: str, instruction: str, seen: set[str]) -> str | None:
+def check_query(text: str, document: str, instruction: str, seen: set[str], demo_texts=()) -> str | None:
     if not text or not normalize(text):
         return "empty"
     if wrong_language(text, document):
@@ -72,11 +75,20 @@ def check_query(text: str, document: str, instruction: str, seen: set[str]) -> s
         return "echoed_instruction"
     if normalize(text) in seen:
         return "duplicate"
+    if leaks_demo(normalize(text), normalize(document), demo_texts):
+        return "from_demo"
     return None
 
 
-def split_keywords(raw: str, document: str, limit: int) -> tuple[list[str], Counter]:
+def from_demo(keyword: str, document: str, demo_keywords: set[str], demo_texts) -> bool:
+    """A demo's keyword ("coral reef") or phrase that the document itself never says."""
+    norm, norm_doc = normalize(keyword), normalize(document)
+    return (norm in demo_keywords and f" {norm} " not in f" {norm_doc} ") or leaks_demo(norm, norm_doc, demo_texts)
+
+
+def split_keywords(raw: str, document: str, limit: int, demo_texts=()) -> tuple[list[str], Counter]:
     """Keywords from one comma-separated answer: cleaned, deduplicated, at most ``limit``."""
+    demo_keywords = {normalize(k) for d in demo_texts for k in d.split(",")}
     rejected: Counter = Counter()
     line = clean_output(raw if isinstance(raw, str) else "")
     keywords, seen = [], set()
@@ -90,6 +102,8 @@ def split_keywords(raw: str, document: str, limit: int) -> tuple[list[str], Coun
             rejected["too_long"] += 1
         elif normalize(word) in seen:
             rejected["duplicate"] += 1
+        elif from_demo(word, document, demo_keywords, demo_texts):
+            rejected["from_demo"] += 1
         else:
             seen.add(normalize(word))
             keywords.append(word)
@@ -132,17 +146,19 @@ def _expand_chunk(llm: LLM, template: PromptTemplate, docs: list[str], cfg: Expa
             text = clean_output(raw if isinstance(raw, str) else "")
             if len(queries[i]) >= cfg.queries:
                 continue
-            reason = check_query(text, docs[i], qfield.instruction, {normalize(q) for q in queries[i]})
+            reason = check_query(text, docs[i], qfield.instruction, {normalize(q) for q in queries[i]},
+                                 [t for d in qfield.demos for t in (d.input, d.output)])
             if reason:
                 rejections[i][reason] += 1
             else:
                 queries[i].append(text)
     keywords = []
     if cfg.keywords > 0:
-        params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0, seed=cfg.seed, stop=("\n",))
+        params = SamplingParams(max_new_tokens=cfg.keyword_max_new_tokens, temperature=0.0, seed=cfg.seed, stop=("\n",))
         raws = llm.generate([kfield.messages(d, template.system) for d in docs], params)
+        demo_texts = [t for d in kfield.demos for t in (d.input, d.output)]
         for i, raw in enumerate(raws):
-            words, rejected = split_keywords(raw, docs[i], cfg.keywords)
+            words, rejected = split_keywords(raw, docs[i], cfg.keywords, demo_texts)
             rejections[i].update({f"keyword_{k}": v for k, v in rejected.items()})
             if not words:
                 rejections[i]["keywords_empty"] += 1
@@ -239,7 +255,8 @@ def _fold_shards(out_file: AppendOnlyJsonl, shard_dir: Path, manifest: dict, doc
 
 def _expand_into(out_file: AppendOnlyJsonl, pending: list[str], first_chunk: int, corpus, llm, template, tokenizer,
                  cfg: ExpandConfig, bar, started: float, tokens_before: int) -> None:
-    sampling = {k: getattr(cfg, k) for k in ("max_new_tokens", "temperature", "top_p", "max_attempts", "seed")}
+    sampling = {k: getattr(cfg, k) for k in ("max_new_tokens", "keyword_max_new_tokens", "temperature", "top_p",
+                                             "max_attempts", "seed")}
     for start in range(0, len(pending), cfg.chunk_size):
         ids = pending[start:start + cfg.chunk_size]
         texts, meta = [], []
