@@ -284,3 +284,20 @@ def test_demo_phrases_in_queries_and_keywords_are_rejected_unless_the_document_s
     assert words == ["coral reef", "Queensland", "bleaching"] and not rejected
     assert check_query("largest coral reef in the world", vegan, qfield.instruction, set(), qdemos) == "from_demo"
     assert check_query("is a vegan diet better for the environment", vegan, qfield.instruction, set(), qdemos) is None
+
+
+def test_expansion_cost_adds_up_every_process_that_expanded(tmp_path):
+    from llmcse.llm.base import FakeLLM
+    from llmcse.retrieval.expand import ExpandConfig, run_expand
+
+    out = tmp_path / "exp.jsonl"
+    cfg = ExpandConfig(corpus=str(_corpus(tmp_path)), out=str(out), queries=2, keywords=3, max_doc_tokens=64, n=2)
+    first = run_expand(cfg, llm=FakeLLM(responder=_responder), show_progress_bar=False)
+    cfg.n = None
+    second = run_expand(cfg, llm=FakeLLM(responder=_responder), show_progress_bar=False)
+    third = run_expand(cfg, llm=FakeLLM(responder=_responder), show_progress_bar=False)  # nothing left: no new entry
+    assert first["cost"]["runs"] == 1 and first["cost"]["documents"] == 2
+    assert second["cost"]["runs"] == third["cost"]["runs"] == 2 and third["cost"]["documents"] == 4
+    runs = load_jsonl(tmp_path / "exp.jsonl.runs.jsonl")
+    assert third["cost"]["process_seconds"] == pytest.approx(sum(r["seconds"] for r in runs), abs=0.2)
+    assert third["cost"]["completion_tokens_per_doc"] == round(sum(r["completion_tokens"] for r in runs) / 4, 1)

@@ -233,10 +233,39 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
                            "docs_per_s": round(n_pending / seconds, 3) if n_pending and seconds else None,
                            "completion_tokens": (llm.stats.completion_tokens - tokens_before) if n_pending else 0,
                            "prefill_tokens": (llm.stats.prefill_tokens - prefill_before) if n_pending else 0,
-                           "shard": f"{shard[0]}/{shard[1]}" if shard else None}
+                           "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+                           "threads": _threads(), "generator": llm.spec if n_pending else None}
+    # every process that expanded something (resumed runs, workers) leaves its cost here
+    history = AppendOnlyJsonl(Path(cfg.out).with_name(Path(cfg.out).name + ".runs.jsonl"))
+    if n_pending:
+        history.append([{**summary["this_run"], "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}])
+    summary["cost"] = expansion_cost(history.read())
     if shard is None:
         atomic_write_json(Path(cfg.out).with_name(Path(cfg.out).stem + ".summary.json"), summary)
     return summary
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def expansion_cost(runs: list[dict]) -> dict:
+    """Totals over every run that expanded documents: documents per process-second, tokens/s.
+
+    A process-second is one process for one second (N workers for T seconds = N x T): with one
+    thread per process this is documents per core-second, the number that scales with cores."""
+    docs = sum(r["documents"] for r in runs)
+    seconds = sum(r["seconds"] for r in runs)
+    generated = sum(r["completion_tokens"] for r in runs)
+    prefilled = sum(r.get("prefill_tokens", 0) for r in runs)
+    return {"runs": len(runs), "documents": docs, "process_seconds": round(seconds, 1),
+            "docs_per_process_s": round(docs / seconds, 4) if seconds else None,
+            "completion_tokens_per_process_s": round(generated / seconds, 1) if seconds else None,
+            "prefill_tokens_per_process_s": round(prefilled / seconds, 1) if seconds else None,
+            "completion_tokens_per_doc": round(generated / docs, 1) if docs else None,
+            "threads_per_process": sorted({r.get("threads") for r in runs if r.get("threads")})}
 
 
 def _fold_shards(out_file: AppendOnlyJsonl, shard_dir: Path, manifest: dict, doc_ids: list[str]) -> None:
