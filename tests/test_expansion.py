@@ -257,14 +257,18 @@ def test_sweep_chooses_weights_on_tune_queries_and_reports_the_rest(tmp_path, to
                            for i in range(12)))
     out = tmp_path / "sweep"
     assert main(["-q", "sweep-expansions", "--task", "toy12", "--expansions", f"good={good}", "--expansions", f"bad={bad}",
-                 "--weights", "1,1,0", "--weights", "0,1,0", "--output-dir", str(out), "--data-dir", str(topics_data_dir)]) == 0
+                 "--weights", "1,1,0", "--weights", "0,1,0", "--output-dir", str(out), "--data-dir", str(topics_data_dir),
+                 "--bm25"]) == 0
     result = json.loads((out / "sweep.json").read_text())
     score = {r["setting"]: r for r in result["settings"]}
-    assert set(score) == {"plain", "good 1,1,0", "good 0,1,0", "bad 1,1,0", "bad 0,1,0"}
+    assert set(score) == {"bm25", "plain", "good 1,1,0", "good 0,1,0", "bad 1,1,0", "bad 0,1,0"}
+    # BM25 is scored on the same parts but never chosen; no document shares a word with its topic query
+    assert result["references"] == ["bm25"] and score["bm25"]["all"]["ndcg_at_10"] == 0.0
     assert score["good 0,1,0"]["all"]["ndcg_at_10"] == pytest.approx(100.0)  # each doc is its query
     assert score["bad 0,1,0"]["all"]["ndcg_at_10"] < score["plain"]["all"]["ndcg_at_10"]
     assert result["chosen"].startswith("good") and result["queries"]["tune"] + result["queries"]["report"] == 12
-    assert "(chosen on tune)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "(chosen on tune)" in printed and "| bm25 (reference) |" in printed
 
 
 def test_demo_phrases_in_queries_and_keywords_are_rejected_unless_the_document_says_them():

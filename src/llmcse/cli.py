@@ -246,7 +246,8 @@ def cmd_sweep_expansions(args: argparse.Namespace) -> int:
             raise LlmcseError(f"--expansions {item!r}: expected NAME=FILE, e.g. raw=runs/exp.jsonl")
         files[name] = path
     result = run_sweep(args.model, args.task, files, args.weights or ["1,1,0", "1,0,1", "1,1,1", "mean"], args.output_dir,
-                       data_dir=args.data_dir, tune_fraction=args.tune_fraction, device=args.device, dtype=args.dtype)
+                       data_dir=args.data_dir, tune_fraction=args.tune_fraction, device=args.device, dtype=args.dtype,
+                       bm25=args.bm25)
     print((Path(args.output_dir) / "sweep.md").read_text(encoding="utf-8"))
     print(f"chosen on the tune queries: {result['chosen']}; results: {Path(args.output_dir) / 'sweep.json'}")
     return 0
@@ -536,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--weights", action="append", help="w_doc,w_q,w_k or mean; repeatable (default 1,1,0 1,0,1 1,1,1 mean)")
     sw.add_argument("--tune-fraction", type=float, default=0.5, help="share of the queries used to choose the setting")
     sw.add_argument("--output-dir", required=True)
+    sw.add_argument("--bm25", action="store_true", help="add BM25 as a reference row (needs llmcse[bm25])")
     sw.add_argument("--device", default=None)
     sw.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "auto"])
     _add_data_dir(sw)

@@ -73,6 +73,7 @@ class SweepSection:
     weights: list[str] = dataclasses.field(default_factory=lambda: ["1,1,0", "1,0,1", "1,1,1", "mean"])
     tune_fraction: float = 0.5  # share of the test queries used to choose the setting; the rest is reported
     dtype: str | None = None
+    bm25: bool = False  # BM25 as a reference row on the same query parts (needs llmcse[bm25])
 
 
 SECTIONS = {"run": RunSection, "generate": GenerateConfig, "filter": FilterConfig, "train": TrainConfig,
@@ -197,7 +198,7 @@ def _retrieval_stages(config: dict[str, Any], run_dir: Path, data_dir: str | Non
         Stage("sweep", {"sweep": dataclasses.asdict(sweep), "sets": sorted(sets)}, list(sets.values()),
               [str(sweep_dir / "sweep.json")],
               lambda resume: run_sweep(sweep.model, sweep.task, sets, sweep.weights, sweep_dir, data_dir=data_dir,
-                                       tune_fraction=sweep.tune_fraction, dtype=sweep.dtype)),
+                                       tune_fraction=sweep.tune_fraction, dtype=sweep.dtype, bm25=sweep.bm25)),
     ]
 
 

@@ -36,13 +36,14 @@ def _score(qrels: dict, run: dict, ids: set[str]) -> dict[str, float]:
 
 
 def sweep(encoder, corpus: dict[str, Doc], queries: dict[str, Query], qrels: dict, expansion_sets: dict[str, dict],
-          weightings: list[str], *, tune_fraction: float = 0.5, top_k: int = 100) -> dict:
+          weightings: list[str], *, tune_fraction: float = 0.5, top_k: int = 100, references: dict | None = None) -> dict:
     """Score plain and expanded retrieval on the tune / report / all query sets.
 
     Args:
         encoder: A ``CachedEncoder`` (texts embedded once across settings).
         expansion_sets: name -> expansions (``load_expansions``), e.g. raw and round-trip filtered.
         weightings: ``"w_doc,w_q,w_k"`` or ``"mean"`` strings, each tried with each expansion set.
+        references: name -> other searchers (e.g. BM25) scored on the same parts, never chosen.
 
     Returns:
         ``settings``: one row per setting with ``tune``/``report``/``all`` metrics;
@@ -59,7 +60,7 @@ def sweep(encoder, corpus: dict[str, Doc], queries: dict[str, Query], qrels: dic
     if not tune or not report:
         raise LlmcseError(f"{len(judged)} judged queries split into {len(tune)} to tune and {len(report)} to report on: "
                           "too few to hold any out (change --tune-fraction or use a larger query set)")
-    searchers = {"plain": DenseSearcher(encoder)}
+    searchers = {**(references or {}), "plain": DenseSearcher(encoder)}
     for name, expansions in expansion_sets.items():
         for text in weightings:
             weights = ExpansionWeights.parse(text)
@@ -72,10 +73,10 @@ def sweep(encoder, corpus: dict[str, Doc], queries: dict[str, Query], qrels: dic
                                     (("tune", tune), ("report", report), ("all", set(judged)))}}
         rows.append(row)
         logger.info("%s: nDCG@10 tune %.2f, report %.2f", label, row["tune"]["ndcg_at_10"], row["report"]["ndcg_at_10"])
-    expanded = [r for r in rows if r["setting"] != "plain"]
+    expanded = [r for r in rows if r["setting"] != "plain" and r["setting"] not in (references or {})]
     chosen = max(expanded, key=lambda r: r["tune"]["ndcg_at_10"])["setting"] if expanded else None
     return {"settings": rows, "chosen": chosen, "queries": {"tune": len(tune), "report": len(report), "all": len(judged)},
-            "tune_fraction": tune_fraction}
+            "tune_fraction": tune_fraction, "references": sorted(references or {})}
 
 
 def sweep_table(result: dict) -> str:
@@ -86,6 +87,8 @@ def sweep_table(result: dict) -> str:
     plain = next(r for r in result["settings"] if r["setting"] == "plain")
     for r in result["settings"]:
         mark = " **(chosen on tune)**" if r["setting"] == result["chosen"] else ""
+        if r["setting"] in result.get("references", []):
+            mark = " (reference)"
         delta = r["report"]["ndcg_at_10"] - plain["report"]["ndcg_at_10"]
         lines.append(f"| {r['setting']}{mark} | {r['tune']['ndcg_at_10']:.2f} | {r['report']['ndcg_at_10']:.2f}"
                      f"{'' if r is plain else f' ({delta:+.2f})'} | {r['all']['ndcg_at_10']:.2f} | "
@@ -95,8 +98,9 @@ def sweep_table(result: dict) -> str:
 
 def run_sweep(model: str, task: str, expansion_files: dict[str, str], weightings: list[str], output_dir, *,
               data_dir: str | None = None, split: str = "test", tune_fraction: float = 0.5, device: str | None = None,
-              dtype: str | None = None, batch_size: int = 64) -> dict:
-    """``sweep`` on a BEIR task from the data dir; writes sweep.json and sweep.md to ``output_dir``."""
+              dtype: str | None = None, batch_size: int = 64, bm25: bool = False) -> dict:
+    """``sweep`` on a BEIR task from the data dir; writes sweep.json and sweep.md to ``output_dir``.
+    ``bm25``: add BM25 (bm25s, the baselines' settings) as a reference row on the same query parts."""
     from pathlib import Path
 
     from llmcse.data.loaders import load_beir
@@ -115,7 +119,13 @@ def run_sweep(model: str, task: str, expansion_files: dict[str, str], weightings
     data = load_beir(spec.root, split)
     encoder = CachedEncoder(load_embedder(model, device=device, dtype=dtype), batch_size=batch_size)
     sets = {name: load_expansions(path) for name, path in expansion_files.items()}
-    result = sweep(encoder, data.corpus, data.queries, data.qrels, sets, weightings, tune_fraction=tune_fraction)
+    references = {}
+    if bm25:
+        from llmcse.retrieval.bm25 import BM25Searcher
+
+        references["bm25"] = BM25Searcher()
+    result = sweep(encoder, data.corpus, data.queries, data.qrels, sets, weightings, tune_fraction=tune_fraction,
+                   references=references)
     result.update(model=model, task=task, split=split,
                   expansions={name: {"path": str(p), "md5": file_md5(p)} for name, p in expansion_files.items()})
     out = Path(output_dir)
