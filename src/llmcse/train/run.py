@@ -127,6 +127,9 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
         save_total_limit=cfg.keep_checkpoints or None, load_best_model_at_end=True, metric_for_best_model="eval_dev_spearman_cosine",
         greater_is_better=True, logging_steps=cfg.logging_steps or max(1, min(cfg.eval_steps, 50)), report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        # non-reentrant: works with frozen inputs (LoRA) and replays dropout exactly (same gradients)
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         # gathering candidates across processes needs the same batch size on every process
         dataloader_drop_last=processes > 1,
         # torchrun on CPU-only machines: accelerate sets up gloo data parallelism only when told it
