@@ -124,7 +124,7 @@ def build_table() -> None:
               f"{cost['documents']:,} documents in {cost['process_seconds']:,.0f} process-seconds over {cost['runs']} "
               f"run(s) ({', '.join(map(str, cost['threads_per_process']))} thread(s) per process, this repo's CPU "
               f"machine): **{cost['docs_per_process_s']} documents/s and {cost['completion_tokens_per_process_s']} "
-              f"generated tokens/s per process** ({cost['completion_tokens_per_doc']} generated and "
+              f"generated tokens/s per process** ({cost['completion_tokens_per_doc']} generated tokens per document; "
               f"{cost['prefill_tokens_per_process_s']} prompt tokens/s prefilled). Every run: "
               "`expansions.runs.jsonl`.", ""]
     notes = RESULTS / "retrieval_notes.md"
