@@ -74,6 +74,17 @@ def dev_evaluator(task: str, data_dir: str | None, max_pairs: int | None = None)
                                         write_csv=False, batch_size=64)
 
 
+def checkpointing_args(args_class, enabled: bool) -> dict:
+    """Trainer arguments for activation (gradient) checkpointing, under whichever name this
+    transformers has (v5 renamed gradient_checkpointing to activation_checkpointing)."""
+    if not enabled:
+        return {}
+    names = {f.name for f in dataclasses.fields(args_class)}
+    prefix = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    # non-reentrant: works with frozen inputs (LoRA) and replays dropout (same gradients)
+    return {prefix: True, f"{prefix}_kwargs": {"use_reentrant": False}}
+
+
 def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     """Train, keep the best STS-B dev checkpoint, save it to ``cfg.out``; return a summary."""
     import torch
@@ -127,9 +138,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
         save_total_limit=cfg.keep_checkpoints or None, load_best_model_at_end=True, metric_for_best_model="eval_dev_spearman_cosine",
         greater_is_better=True, logging_steps=cfg.logging_steps or max(1, min(cfg.eval_steps, 50)), report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        # non-reentrant: works with frozen inputs (LoRA) and replays dropout exactly (same gradients)
-        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        **checkpointing_args(SentenceTransformerTrainingArguments, cfg.gradient_checkpointing),
         # gathering candidates across processes needs the same batch size on every process
         dataloader_drop_last=processes > 1,
         # torchrun on CPU-only machines: accelerate sets up gloo data parallelism only when told it
