@@ -228,3 +228,25 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path, shared_data_dir, ti
     assert summary["steps"] == 4
     losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
     assert len(losses) == 2 and losses[0] == first_loss[0]  # step 2's log came with the checkpoint's state
+
+
+def test_checkpointing_arguments_use_the_name_this_transformers_has():
+    import dataclasses
+
+    from llmcse.train.run import checkpointing_args
+
+    @dataclasses.dataclass
+    class Old:
+        gradient_checkpointing: bool = False
+        gradient_checkpointing_kwargs: dict | None = None
+
+    @dataclasses.dataclass
+    class New(Old):
+        activation_checkpointing: bool | None = None
+        activation_checkpointing_kwargs: dict | None = None
+
+    assert checkpointing_args(Old, True) == {"gradient_checkpointing": True,
+                                             "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+    assert checkpointing_args(New, True) == {"activation_checkpointing": True,
+                                             "activation_checkpointing_kwargs": {"use_reentrant": False}}
+    assert checkpointing_args(New, False) == {}
