@@ -84,10 +84,10 @@ def build_table() -> None:
     plain = rows["plain"]
     q = sweep["queries"]
 
-    def line(label: str, r: dict, note: str = "") -> str:
+    def line(label: str, r: dict) -> str:
         d = r["report"]["ndcg_at_10"] - plain["report"]["ndcg_at_10"]
         delta = "" if r is plain else f" ({d:+.2f})"
-        return (f"| {label}{note} | {r['tune']['ndcg_at_10']:.2f} | **{r['report']['ndcg_at_10']:.2f}**{delta} | "
+        return (f"| {label} | {r['tune']['ndcg_at_10']:.2f} | **{r['report']['ndcg_at_10']:.2f}**{delta} | "
                 f"{r['all']['ndcg_at_10']:.2f} | {r['report']['recall_at_100']:.2f} |")
 
     lines = ["# Document expansion with synthetic queries and keywords (issue #7)", "",

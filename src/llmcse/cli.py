@@ -204,8 +204,8 @@ def cmd_expand(args: argparse.Namespace) -> int:
 
     cfg = ExpandConfig(corpus=args.corpus, out=args.out, llm=args.llm, queries=args.queries, keywords=args.keywords,
                        prompts=args.prompts, max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
-                       keyword_max_new_tokens=args.keyword_max_new_tokens, temperature=args.temperature, seed=args.seed, chunk_size=args.chunk_size, n=args.n,
-                       tokenizer=args.tokenizer, shard_size=args.shard_size)
+                       keyword_max_new_tokens=args.keyword_max_new_tokens, temperature=args.temperature, seed=args.seed,
+                       chunk_size=args.chunk_size, n=args.n, tokenizer=args.tokenizer, shard_size=args.shard_size)
     shard = parse_shard(args.shard)
     if args.workers > 1:  # N processes each take every N-th shard; this one then folds their files together
         spawn_workers(without_option(args.raw_argv, "--workers"), args.workers, Path(args.out + ".shards") / "logs")

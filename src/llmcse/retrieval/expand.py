@@ -129,6 +129,7 @@ def _expand_chunk(llm: LLM, template: PromptTemplate, docs: list[str], cfg: Expa
     rejections: list[Counter] = [Counter() for _ in docs]
     attempts = [0] * len(docs)
     qfield, kfield = template.fields["query"], template.fields["keywords"]
+    query_demos = qfield.demo_texts
     for attempt in range(cfg.max_attempts):
         todo = [i for i, q in enumerate(queries) if len(q) < cfg.queries]
         if not todo:
@@ -146,8 +147,7 @@ def _expand_chunk(llm: LLM, template: PromptTemplate, docs: list[str], cfg: Expa
             text = clean_output(raw if isinstance(raw, str) else "")
             if len(queries[i]) >= cfg.queries:
                 continue
-            reason = check_query(text, docs[i], qfield.instruction, {normalize(q) for q in queries[i]},
-                                 [t for d in qfield.demos for t in (d.input, d.output)])
+            reason = check_query(text, docs[i], qfield.instruction, {normalize(q) for q in queries[i]}, query_demos)
             if reason:
                 rejections[i][reason] += 1
             else:
@@ -156,9 +156,8 @@ def _expand_chunk(llm: LLM, template: PromptTemplate, docs: list[str], cfg: Expa
     if cfg.keywords > 0:
         params = SamplingParams(max_new_tokens=cfg.keyword_max_new_tokens, temperature=0.0, seed=cfg.seed, stop=("\n",))
         raws = llm.generate([kfield.messages(d, template.system) for d in docs], params)
-        demo_texts = [t for d in kfield.demos for t in (d.input, d.output)]
         for i, raw in enumerate(raws):
-            words, rejected = split_keywords(raw, docs[i], cfg.keywords, demo_texts)
+            words, rejected = split_keywords(raw, docs[i], cfg.keywords, kfield.demo_texts)
             rejections[i].update({f"keyword_{k}": v for k, v in rejected.items()})
             if not words:
                 rejections[i]["keywords_empty"] += 1

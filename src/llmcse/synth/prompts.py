@@ -38,6 +38,11 @@ class FieldPrompt:
         msgs.append({"role": "user", "content": self.instruction.format(seed=seed)})
         return msgs
 
+    @property
+    def demo_texts(self) -> set[str]:
+        """This field's demo inputs and outputs (what a pasted-from-the-prompt check compares with)."""
+        return {t for d in self.demos for t in (d.input, d.output)}
+
 
 @dataclass(frozen=True)
 class PromptTemplate:
@@ -51,7 +56,7 @@ class PromptTemplate:
     @property
     def demo_texts(self) -> set[str]:
         """Every demo input and output: an LLM output equal to one of them is a copy."""
-        return {t for f in self.fields.values() for d in f.demos for t in (d.input, d.output)}
+        return {t for f in self.fields.values() for t in f.demo_texts}
 
 
 def load_template(name_or_path: str) -> PromptTemplate:
