@@ -3,7 +3,8 @@
 Per model: mean pooling and last token without a prompt (one forward pass, ``--pooling mean,last``),
 PromptEOL (the paper's template, no demos), PromptEOL + ICL (the best shipped demo chosen on an
 STS-B dev sample by ``llmcse icl-search``), and PromptEOL after LoRA on the shared NLI triplets
-(the ``sup-simcse`` row of benchmarks/training.py for SmolLM2: same run, not retrained here).
+(the ``sup-simcse`` row of benchmarks/training.py for SmolLM2: same run, not retrained here; for the
+other models ``llmcse train`` with recipes/prompteol-lora.toml's own [train] settings, base swapped).
 STS: 7 test sets, Spearman x100; transfer: the seeded 1,000-row-per-split probe of training.md.
 
 Every row is plain ``llmcse`` commands: model folders in ``runs/prompteol/<model>/<row>/`` (git-ignored),
@@ -20,6 +21,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +29,7 @@ RESULTS = REPO / "benchmarks" / "results"
 RUNS = REPO / "runs" / "prompteol"
 MODELS = ("SmolLM2-135M-Instruct", "gemma-3-270m")
 ROWS = ("mean_last", "prompteol", "icl", "lora")
+TRAINING_BASES = {"SmolLM2-135M-Instruct": "smollm2"}  # models whose LoRA row is benchmarks/training.py's
 ICL_PAIRS = 300  # STS-B dev pairs the demo search scores each candidate on
 STS = ["sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sick"]
 
@@ -47,22 +50,39 @@ def eval_parts(model: str, row: str) -> dict[str, dict[str, Path]]:
         return {"mean pooling": {"sts": sts / "mean" / "results.json", "transfer": out / "transfer" / "mean" / "results.json"},
                 "last token, no prompt": {"sts": sts / "last" / "results.json",
                                           "transfer": out / "transfer" / "last" / "results.json"}}
-    if row == "lora":  # the training experiment's run on the shared NLI triplets
-        base = {"SmolLM2-135M-Instruct": "smollm2"}.get(model, "-")
-        both = RESULTS / "training" / base / "sup-simcse" / "seed42" / "eval" / "results.json"
+    if row == "lora" and model in TRAINING_BASES:  # the training experiment's run on the shared NLI triplets
+        both = RESULTS / "training" / TRAINING_BASES[model] / "sup-simcse" / "seed42" / "eval" / "results.json"
         return {"PromptEOL + LoRA (NLI)": {"sts": both, "transfer": both}}
+    if row == "lora":
+        return {"PromptEOL + LoRA (NLI)": {"sts": out / "sts" / "results.json",
+                                           "transfer": out / "transfer" / "results.json"}}
     label = {"prompteol": "PromptEOL (no demos)", "icl": "PromptEOL + ICL (1 demo)"}[row]
     first = RESULTS / "prompteol" / f"{model}_prompteol" / "results.json"  # the first PromptEOL run (STS only)
     sts = first if row == "prompteol" and first.is_file() else out / "sts" / "results.json"
     return {label: {"sts": sts, "transfer": out / "transfer" / "results.json"}}
 
 
+def lora_train_args(model: str, out: Path) -> list[str]:
+    """``llmcse train`` arguments for the LoRA row: recipes/prompteol-lora.toml's [train] section (the
+    settings of SmolLM2's row) with the base swapped, seed 42, resumable."""
+    from llmcse.data.paths import resolve_data_dir
+
+    train = tomllib.loads((REPO / "recipes" / "prompteol-lora.toml").read_text(encoding="utf-8"))["train"]
+    data = train.pop("data").replace("{data_dir}", str(resolve_data_dir(None)))
+    recipe, _ = train.pop("recipe"), train.pop("base")
+    sets = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in train.items()] + ["seed=42", "resume=true"]
+    return ["--recipe", recipe, "--data", data, "--base", f"prompteol:{model}", "--out", str(out),
+            *[a for s in sets for a in ("--set", s)]]
+
+
 def run_row(model: str, row: str) -> None:
     """Build the model folder the row needs (runs/prompteol/...), then evaluate what is missing."""
-    if row == "lora":
+    if row == "lora" and model in TRAINING_BASES:
         print(f"[{model} / lora] comes from benchmarks/training.py (sup-simcse row); run that first", flush=True)
         return
     models = RUNS / model / row
+    if row == "lora" and not (models / "modules.json").is_file():
+        llmcse("train", *lora_train_args(model, models))
     if row == "prompteol" and not (models / "modules.json").is_file():
         llmcse("prompteol", "--base", model, "--out", str(models))
     if row == "icl" and not (models / "modules.json").is_file():
@@ -93,7 +113,8 @@ def build_table() -> dict:
              "the full-protocol transfer numbers of mean / last-token pooling are in baselines.md). "
              "ICL: one demo (sentence -> word) chosen by `llmcse icl-search` on a "
              f"{ICL_PAIRS}-pair STS-B dev sample, never on test data. LoRA: r=8 on all linear layers, 26 steps of 32 "
-             "shared NLI triplets with hard negatives, InfoNCE at temperature 0.05 (training.md's sup-simcse row).", ""]
+             "shared NLI triplets with hard negatives, InfoNCE at temperature 0.05 (recipes/prompteol-lora.toml; "
+             "for SmolLM2 it is training.md's sup-simcse row).", ""]
     summary: dict = {}
     for model in MODELS:
         rows = {label: r for row in ROWS for label, parts in eval_parts(model, row).items() if (r := merged(parts))}
@@ -114,7 +135,7 @@ def build_table() -> dict:
               "fine-tuned OPT-1.3B 84.79.", "", "## Commands", "", "```bash",
               "python benchmarks/prompteol.py --models SmolLM2-135M-Instruct --rows mean_last,prompteol,icl",
               "python benchmarks/training.py --base smollm2 --rows sup-simcse   # the LoRA row",
-              "python benchmarks/prompteol.py --models gemma-3-270m --rows mean_last,prompteol,icl", "```",
+              "python benchmarks/prompteol.py --models gemma-3-270m --rows mean_last,prompteol,icl,lora", "```",
               "Each row prints its exact `llmcse` commands; outputs in runs/prompteol/."]
     notes = RESULTS / "prompteol_notes.md"
     if notes.is_file():
