@@ -305,3 +305,26 @@ def test_expansion_cost_adds_up_every_process_that_expanded(tmp_path):
     runs = load_jsonl(tmp_path / "exp.jsonl.runs.jsonl")
     assert third["cost"]["process_seconds"] == pytest.approx(sum(r["seconds"] for r in runs), abs=0.2)
     assert third["cost"]["completion_tokens_per_doc"] == round(sum(r["completion_tokens"] for r in runs) / 4, 1)
+
+
+def test_a_killed_expansion_keeps_the_cost_of_its_finished_chunks(tmp_path):
+    """Long expansions are stopped from outside (end of a session, a preempted worker): the cost of
+    every chunk already written must be on record, so the final cost covers every document."""
+    from llmcse.llm.base import FakeLLM
+    from llmcse.retrieval.expand import ExpandConfig, run_expand
+
+    def dies_in_second_chunk(text, i):
+        if i >= 3:  # the first chunk (a real and an empty document) takes 3 calls: 2 queries + 1 keyword list
+            raise KeyboardInterrupt
+        return f"query {i}" if "keywords" not in text.lower() else "lava, ash"
+
+    out = tmp_path / "exp.jsonl"
+    cfg = ExpandConfig(corpus=str(_corpus(tmp_path)), out=str(out), queries=2, keywords=3, max_doc_tokens=64,
+                       chunk_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_expand(cfg, llm=FakeLLM(responder=dies_in_second_chunk), show_progress_bar=False)
+    logged = load_jsonl(tmp_path / "exp.jsonl.runs.jsonl")
+    assert [r["documents"] for r in logged] == [2] and len(load_jsonl(out)) == 2
+    assert logged[0]["completion_tokens"] > 0 and logged[0]["process"]
+    finished = run_expand(cfg, llm=FakeLLM(responder=_responder), show_progress_bar=False)
+    assert finished["cost"]["documents"] == 4 == finished["documents"] and finished["cost"]["runs"] == 2

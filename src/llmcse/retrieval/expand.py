@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import socket
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -218,8 +220,15 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
     tokens_before = llm.stats.completion_tokens if n_pending else 0
     prefill_before = llm.stats.prefill_tokens if n_pending else 0
     bar = tqdm(total=n_pending, unit="doc", desc="expand", disable=not progress_enabled(show_progress_bar))
+    # every chunk leaves its cost here at once (a killed worker's cost is not lost), stamped with this
+    # process, so the totals count resumed runs and side-by-side workers as the processes they were
+    history = AppendOnlyJsonl(Path(cfg.out).with_name(Path(cfg.out).name + ".runs.jsonl"))
+    cost_stamp = {"process": f"{socket.gethostname()}:{os.getpid()}:{dt.datetime.now(dt.timezone.utc).isoformat()}",
+                  "shard": f"{shard[0]}/{shard[1]}" if shard else None, "threads": _threads() if n_pending else None,
+                  "generator": llm.spec if n_pending else None}
     for file, pending, first_chunk in work:
-        _expand_into(file, pending, first_chunk, corpus, llm, template, tokenizer, cfg, bar, started, tokens_before)
+        _expand_into(file, pending, first_chunk, corpus, llm, template, tokenizer, cfg, bar, started, tokens_before,
+                     history, cost_stamp)
     bar.close()
     if shard is None and shard_dir.is_dir():  # workers' records were folded in first: restore corpus order
         position = {d: i for i, d in enumerate(doc_ids)}
@@ -234,10 +243,6 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
                            "prefill_tokens": (llm.stats.prefill_tokens - prefill_before) if n_pending else 0,
                            "shard": f"{shard[0]}/{shard[1]}" if shard else None,
                            "threads": _threads(), "generator": llm.spec if n_pending else None}
-    # every process that expanded something (resumed runs, workers) leaves its cost here
-    history = AppendOnlyJsonl(Path(cfg.out).with_name(Path(cfg.out).name + ".runs.jsonl"))
-    if n_pending:
-        history.append([{**summary["this_run"], "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}])
     summary["cost"] = expansion_cost(history.read())
     if shard is None:
         atomic_write_json(Path(cfg.out).with_name(Path(cfg.out).stem + ".summary.json"), summary)
@@ -251,15 +256,17 @@ def _threads() -> int:
 
 
 def expansion_cost(runs: list[dict]) -> dict:
-    """Totals over every run that expanded documents: documents per process-second, tokens/s.
+    """Totals over every chunk (or, in files written before chunks were logged, every process) that
+    expanded documents: documents per process-second, tokens/s, and how many processes did it.
 
     A process-second is one process for one second (N workers for T seconds = N x T): with one
     thread per process this is documents per core-second, the number that scales with cores."""
+    processes = {r.get("process") or f"row {i}" for i, r in enumerate(runs)}
     docs = sum(r["documents"] for r in runs)
     seconds = sum(r["seconds"] for r in runs)
     generated = sum(r["completion_tokens"] for r in runs)
     prefilled = sum(r.get("prefill_tokens", 0) for r in runs)
-    return {"runs": len(runs), "documents": docs, "process_seconds": round(seconds, 1),
+    return {"runs": len(processes), "documents": docs, "process_seconds": round(seconds, 1),
             "docs_per_process_s": round(docs / seconds, 4) if seconds else None,
             "completion_tokens_per_process_s": round(generated / seconds, 1) if seconds else None,
             "prefill_tokens_per_process_s": round(prefilled / seconds, 1) if seconds else None,
@@ -282,11 +289,13 @@ def _fold_shards(out_file: AppendOnlyJsonl, shard_dir: Path, manifest: dict, doc
 
 
 def _expand_into(out_file: AppendOnlyJsonl, pending: list[str], first_chunk: int, corpus, llm, template, tokenizer,
-                 cfg: ExpandConfig, bar, started: float, tokens_before: int) -> None:
+                 cfg: ExpandConfig, bar, started: float, tokens_before: int, history: AppendOnlyJsonl,
+                 cost_stamp: dict) -> None:
     sampling = {k: getattr(cfg, k) for k in ("max_new_tokens", "keyword_max_new_tokens", "temperature", "top_p",
                                              "max_attempts", "seed")}
     for start in range(0, len(pending), cfg.chunk_size):
         ids = pending[start:start + cfg.chunk_size]
+        chunk_started, generated, prefilled = time.perf_counter(), llm.stats.completion_tokens, llm.stats.prefill_tokens
         texts, meta = [], []
         for doc_id in ids:
             text, n_tokens, cut = truncate_tokens(corpus[doc_id].default_text().strip(), tokenizer, cfg.max_doc_tokens)
@@ -304,6 +313,10 @@ def _expand_into(out_file: AppendOnlyJsonl, pending: list[str], first_chunk: int
                             "prompt_id": template.id, "prompt_version": template.version, "sampling": sampling,
                             "attempts": attempts, "rejections": dict(rejected), **meta[i], "created": now})
         out_file.append(records)
+        history.append([{"documents": len(ids), "seconds": round(time.perf_counter() - chunk_started, 2),
+                         "completion_tokens": llm.stats.completion_tokens - generated,
+                         "prefill_tokens": llm.stats.prefill_tokens - prefilled, **cost_stamp,
+                         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}])
         bar.update(len(ids))
         seconds = time.perf_counter() - started
         bar.set_postfix(tok_s=f"{(llm.stats.completion_tokens - tokens_before) / max(seconds, 1e-9):.0f}")
