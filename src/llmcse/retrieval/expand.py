@@ -241,8 +241,7 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
                            "docs_per_s": round(n_pending / seconds, 3) if n_pending and seconds else None,
                            "completion_tokens": (llm.stats.completion_tokens - tokens_before) if n_pending else 0,
                            "prefill_tokens": (llm.stats.prefill_tokens - prefill_before) if n_pending else 0,
-                           "shard": f"{shard[0]}/{shard[1]}" if shard else None,
-                           "threads": _threads(), "generator": llm.spec if n_pending else None}
+                           **{k: v for k, v in cost_stamp.items() if k != "process"}}
     summary["cost"] = expansion_cost(history.read())
     if shard is None:
         atomic_write_json(Path(cfg.out).with_name(Path(cfg.out).stem + ".summary.json"), summary)
