@@ -4,10 +4,14 @@ A local ``llmcse serve-llm``-style server (the bundled SmolLM2 behind the batchi
 started in this process; the HTTP client sends the same prompts with 1, 2, 4, ... requests in
 flight. The server batches concurrent requests, so throughput grows with concurrency until one
 batch saturates the hardware. The same client, pointed at vLLM (``vllm serve <model>``) or a
-llama.cpp server (``llama-server -m model.gguf --parallel N``), scales the same way on a GPU.
-Writes ``benchmarks/results/http_concurrency.json`` and ``.md``.
+llama.cpp server (``llama-server -m model.gguf --parallel N``), scales the same way on a GPU:
+``--url`` measures such a running server instead (its generated and prompt tokens/s are what a
+large ``llmcse expand`` or ``generate`` job costs; see retrieval_notes.md for the arithmetic).
+Writes ``benchmarks/results/http_concurrency.json`` and ``.md`` (``http_concurrency_<tag>.*`` with --url).
 
     python benchmarks/http_concurrency.py [--prompts 64] [--concurrency 1 2 4 8 16 32]
+    python benchmarks/http_concurrency.py --url http://gpu-host:8000/v1#HuggingFaceTB/SmolLM2-135M-Instruct \
+        --tag vllm-h100 --prompts 1024 --concurrency 1 16 64 256
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--max-batch", type=int, default=32, help="server-side batch limit")
+    parser.add_argument("--max-batch", type=int, default=32, help="server-side batch limit (local server)")
+    parser.add_argument("--url", metavar="BASE#MODEL", help="measure this running OpenAI-compatible server instead")
+    parser.add_argument("--tag", default="server", help="with --url: results go to http_concurrency_<tag>.*")
     args = parser.parse_args()
 
     import torch
@@ -40,43 +46,57 @@ def main() -> None:
     from llmcse.synth.prompts import load_template
     from llmcse.synth.seeds import read_seeds
 
-    backend = HFGenerator(args.model, dtype="auto", batch_size=args.max_batch)
-    server = make_server(backend, host="127.0.0.1", port=0, model_name="smollm2", max_batch=args.max_batch)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server = None
+    if args.url:
+        base, _, name = args.url.partition("#")
+    else:
+        backend = HFGenerator(args.model, dtype="auto", batch_size=args.max_batch)
+        server = make_server(backend, host="127.0.0.1", port=0, model_name="smollm2", max_batch=args.max_batch)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base, name = f"http://127.0.0.1:{server.server_address[1]}/v1", "smollm2"
 
     seeds, _ = read_seeds(resolve_data_dir() / "unlabeled" / "wiki_sentences.txt")
     template = load_template("nli")
     prompts = [template.fields["positive"].messages(s, template.system) for s in seeds[: args.prompts]]
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0)
-    OpenAIHTTPGenerator(base, "smollm2", concurrency=2).generate(prompts[:2], params)  # warm-up
+    OpenAIHTTPGenerator(base, name, concurrency=2).generate(prompts[:2], params)  # warm-up
 
     rows = []
     for c in args.concurrency:
-        client = OpenAIHTTPGenerator(base, "smollm2", concurrency=c)
-        before, t0 = backend.stats.completion_tokens, time.perf_counter()
+        client = OpenAIHTTPGenerator(base, name, concurrency=c)
+        # token counts: a remote server's usage fields; the local back end's own tokenizer counts
+        counter = client.stats if args.url else backend.stats
+        before, prompt_before, t0 = counter.completion_tokens, counter.prompt_tokens, time.perf_counter()
         client.generate(prompts, params)
         seconds = time.perf_counter() - t0
-        tokens = backend.stats.completion_tokens - before
+        tokens, prompt_tokens = counter.completion_tokens - before, counter.prompt_tokens - prompt_before
         rows.append({"concurrency": c, "seconds": round(seconds, 2), "tokens": tokens,
-                     "tokens_per_s": round(tokens / seconds, 1), "requests_per_s": round(len(prompts) / seconds, 2)})
+                     "tokens_per_s": round(tokens / seconds, 1), "prompt_tokens_per_s": round(prompt_tokens / seconds, 1),
+                     "requests_per_s": round(len(prompts) / seconds, 2)})
         print(rows[-1], flush=True)
-    server.shutdown()
+    if server:
+        server.shutdown()
     for r in rows:
         r["speedup_vs_1"] = round(r["tokens_per_s"] / rows[0]["tokens_per_s"], 2)
-    result = {"model": args.model, "prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
-              "server_max_batch": args.max_batch, "torch_threads": torch.get_num_threads(), "rows": rows,
-              "command": "python benchmarks/http_concurrency.py --prompts {} --concurrency {} --max-batch {}".format(
-                  args.prompts, " ".join(map(str, args.concurrency)), args.max_batch)}
+    command = "python benchmarks/http_concurrency.py --prompts {} --concurrency {} ".format(
+        args.prompts, " ".join(map(str, args.concurrency)))
+    command += f"--url {args.url} --tag {args.tag}" if args.url else f"--max-batch {args.max_batch}"
+    result = {"model": name if args.url else args.model, "server": args.url or "local batching server",
+              "prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
+              "server_max_batch": None if args.url else args.max_batch,
+              "torch_threads": None if args.url else torch.get_num_threads(), "rows": rows, "command": command}
+    where = (f"{args.url}" if args.url else f"{args.model} behind the local batching server (max batch {args.max_batch}), "
+             f"CPU {result['torch_threads']} threads")
+    stem = f"http_concurrency_{args.tag}" if args.url else "http_concurrency"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "http_concurrency.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Generation over HTTP: throughput vs concurrency", "",
-             f"{args.model} behind the local batching server (max batch {args.max_batch}), OpenAI-compatible client, "
-             f"{len(prompts)} prompts, greedy, up to {args.max_new_tokens} new tokens, CPU {result['torch_threads']} threads.",
-             "", "| requests in flight | tokens/s | requests/s | speed-up vs 1 |", "|---|---|---|---|"]
-    lines += [f"| {r['concurrency']} | {r['tokens_per_s']} | {r['requests_per_s']} | {r['speedup_vs_1']}x |" for r in rows]
-    lines += ["", f"Command: `{result['command']}`"]
-    (RESULTS / "http_concurrency.md").write_text("\n".join(lines) + "\n")
+             f"{where}; OpenAI-compatible client, {len(prompts)} prompts, greedy, up to {args.max_new_tokens} new tokens.",
+             "", "| requests in flight | tokens/s | prompt tokens/s | requests/s | speed-up vs 1 |", "|---|---|---|---|---|"]
+    lines += [f"| {r['concurrency']} | {r['tokens_per_s']} | {r['prompt_tokens_per_s']} | {r['requests_per_s']} | "
+              f"{r['speedup_vs_1']}x |" for r in rows]
+    lines += ["", f"Command: `{command}`"]
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
