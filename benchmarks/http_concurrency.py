@@ -39,31 +39,31 @@ def main() -> None:
     import torch
 
     from llmcse.data.paths import resolve_data_dir
+    from llmcse.llm import load_llm
     from llmcse.llm.base import SamplingParams
     from llmcse.llm.hf import HFGenerator
-    from llmcse.llm.openai_http import OpenAIHTTPGenerator
     from llmcse.llm.server import make_server
     from llmcse.synth.prompts import load_template
     from llmcse.synth.seeds import read_seeds
 
     server = None
     if args.url:
-        base, _, name = args.url.partition("#")
+        spec = f"openai:{args.url}"  # the back-end spec `llmcse --llm` takes: its parsing and errors
     else:
         backend = HFGenerator(args.model, dtype="auto", batch_size=args.max_batch)
         server = make_server(backend, host="127.0.0.1", port=0, model_name="smollm2", max_batch=args.max_batch)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        base, name = f"http://127.0.0.1:{server.server_address[1]}/v1", "smollm2"
+        spec = f"openai:http://127.0.0.1:{server.server_address[1]}/v1#smollm2"
 
     seeds, _ = read_seeds(resolve_data_dir() / "unlabeled" / "wiki_sentences.txt")
     template = load_template("nli")
     prompts = [template.fields["positive"].messages(s, template.system) for s in seeds[: args.prompts]]
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0)
-    OpenAIHTTPGenerator(base, name, concurrency=2).generate(prompts[:2], params)  # warm-up
+    load_llm(spec, concurrency=2).generate(prompts[:2], params)  # warm-up
 
     rows = []
     for c in args.concurrency:
-        client = OpenAIHTTPGenerator(base, name, concurrency=c)
+        client = load_llm(spec, concurrency=c)
         # token counts: a remote server's usage fields; the local back end's own tokenizer counts
         counter = client.stats if args.url else backend.stats
         before, prompt_before, t0 = counter.completion_tokens, counter.prompt_tokens, time.perf_counter()
@@ -81,11 +81,11 @@ def main() -> None:
     command = "python benchmarks/http_concurrency.py --prompts {} --concurrency {} ".format(
         args.prompts, " ".join(map(str, args.concurrency)))
     command += f"--url {args.url} --tag {args.tag}" if args.url else f"--max-batch {args.max_batch}"
-    result = {"model": name if args.url else args.model, "server": args.url or "local batching server",
+    result = {"model": client.model if args.url else args.model, "server": args.url or "local batching server",
               "prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
               "server_max_batch": None if args.url else args.max_batch,
               "torch_threads": None if args.url else torch.get_num_threads(), "rows": rows, "command": command}
-    where = (f"{args.url}" if args.url else f"{args.model} behind the local batching server (max batch {args.max_batch}), "
+    where = (args.url if args.url else f"{args.model} behind the local batching server (max batch {args.max_batch}), "
              f"CPU {result['torch_threads']} threads")
     stem = f"http_concurrency_{args.tag}" if args.url else "http_concurrency"
     RESULTS.mkdir(parents=True, exist_ok=True)
