@@ -71,10 +71,11 @@ def expand(workers: int, n: int | None = None) -> None:
 def filter_and_sweep() -> None:
     fe, sw = recipe().get("filter_expansions", {}), recipe()["sweep"]
     llmcse("filter-expansions", "--corpus", str(corpus_path()), "--in", str(EXPANSIONS), "--out", str(FILTERED),
-           "--top-k", str(fe.get("top_k", 20)))
+           "--top-k", str(fe.get("top_k", 20)), *(["--dtype", fe["dtype"]] if "dtype" in fe else []))
     shutil.copy(FILTERED.with_name(FILTERED.stem + ".report.json"), OUT / "filter.report.json")
     llmcse("sweep-expansions", "--task", sw["task"], "--model", sw.get("model", "all-MiniLM-L6-v2"), "--bm25",
            "--expansions", f"raw={EXPANSIONS}", "--expansions", f"filtered={FILTERED}",
+           *(["--dtype", sw["dtype"]] if "dtype" in sw else []),
            *[a for w in sw["weights"] for a in ("--weights", w)], "--output-dir", str(OUT / "sweep"))
 
 

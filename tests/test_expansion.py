@@ -111,7 +111,8 @@ def load_jsonl(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_round_trip_filter_keeps_queries_that_find_their_own_document(tmp_path, tiny_data_dir, capsys):
+@pytest.mark.parametrize("dtype", [None, "bfloat16"])
+def test_round_trip_filter_keeps_queries_that_find_their_own_document(tmp_path, tiny_data_dir, capsys, dtype):
     from llmcse.cli import main
 
     exp = tmp_path / "exp.jsonl"
@@ -123,12 +124,13 @@ def test_round_trip_filter_keeps_queries_that_find_their_own_document(tmp_path, 
     out = tmp_path / "rt.jsonl"
     corpus = tiny_data_dir / "beir" / "toyretrieval" / "corpus.jsonl"
     assert main(["-q", "filter-expansions", "--corpus", str(corpus), "--in", str(exp), "--out", str(out),
-                 "--top-k", "1"]) == 0
+                 "--top-k", "1", *(["--dtype", dtype] if dtype else [])]) == 0
     kept = {r["_id"]: r for r in load_jsonl(out)}
     assert kept["d1"] == {"_id": "d1", "queries": ["what comes out of a volcano"], "keywords": ["lava"]}  # football query dropped
     assert kept["d2"]["queries"] == ["how do plants make sugar"] and "not-in-corpus" not in kept
     report = json.loads((tmp_path / "rt.report.json").read_text())
     assert (report["queries"], report["kept"], report["unknown_documents"]) == (3, 2, 1)
+    assert report["dtype"] == (dtype or "float32")
 
 
 def test_index_then_search_prints_titled_hits_and_matches_eval_with_expansions(tmp_path, tiny_data_dir, capsys):

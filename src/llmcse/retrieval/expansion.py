@@ -158,8 +158,9 @@ def round_trip_filter(encoder, corpus: dict[str, Doc], expansions: dict[str, dic
 
 
 def run_round_trip_filter(corpus_path: str | Path, input_path: str | Path, out: str | Path, *, model: str = "all-MiniLM-L6-v2",
-                          top_k: int = 20, device: str | None = None, batch_size: int = 64) -> dict:
-    """``round_trip_filter`` from files: writes the kept expansions to ``out`` and ``<out stem>.report.json``."""
+                          top_k: int = 20, device: str | None = None, batch_size: int = 64, dtype: str | None = None) -> dict:
+    """``round_trip_filter`` from files: writes the kept expansions to ``out`` and ``<out stem>.report.json``.
+    ``dtype``: the retriever's, as in ``load_embedder`` (bfloat16 embeds a corpus ~2x faster on CPUs with bf16)."""
     import json
 
     from llmcse.data.loaders import load_beir_corpus
@@ -168,9 +169,9 @@ def run_round_trip_filter(corpus_path: str | Path, input_path: str | Path, out: 
     from llmcse.utils.io import atomic_write_json, atomic_write_text
 
     expansions = load_expansions(input_path)
-    encoder = CachedEncoder(load_embedder(model, device=device), batch_size=batch_size)
+    encoder = CachedEncoder(load_embedder(model, device=device, dtype=dtype), batch_size=batch_size)
     kept, report = round_trip_filter(encoder, load_beir_corpus(corpus_path), expansions, top_k=top_k)
-    report.update({"input": str(input_path), "model": model})
+    report.update({"input": str(input_path), "model": model, "dtype": dtype or "float32"})
     out = Path(out)
     atomic_write_text(out, "".join(json.dumps({"_id": d, **e}, ensure_ascii=False) + "\n" for d, e in kept.items()))
     atomic_write_json(out.with_name(out.stem + ".report.json"), report)
