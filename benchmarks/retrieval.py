@@ -80,6 +80,8 @@ def filter_and_sweep() -> None:
 
 
 def build_table() -> None:
+    from llmcse.retrieval.sweep import paired_cell
+
     sweep = json.loads((OUT / "sweep" / "sweep.json").read_text())
     rows = {r["setting"]: r for r in sweep["settings"]}
     plain = rows["plain"]
@@ -89,16 +91,20 @@ def build_table() -> None:
         d = r["report"]["ndcg_at_10"] - plain["report"]["ndcg_at_10"]
         delta = "" if r is plain else f" ({d:+.2f})"
         return (f"| {label} | {r['tune']['ndcg_at_10']:.2f} | **{r['report']['ndcg_at_10']:.2f}**{delta} | "
-                f"{r['all']['ndcg_at_10']:.2f} | {r['report']['recall_at_100']:.2f} |")
+                f"{paired_cell(r.get('report_vs_plain'))} | {r['all']['ndcg_at_10']:.2f} | {r['report']['recall_at_100']:.2f} |")
 
     lines = ["# Document expansion with synthetic queries and keywords (issue #7)", "",
-             f"ArguAna test ({q['all']} judged queries), nDCG@10 x100, retriever {sweep['model']}. The queries are split "
+             f"ArguAna test ({q['all']} judged queries), nDCG@10 x100, retriever {sweep['model']} ({sweep.get('dtype', 'float32')}). The queries are split "
              f"once by a hash of their id: {q['tune']} to choose settings on (tune), {q['report']} never used for a "
              "choice (report). The report column is the honest one; all = both halves, for comparison with published "
              "full-split numbers. Expansions: SmolLM2-135M-Instruct (bundled), settings of "
              "`recipes/retrieval-expansion.toml`. Weights `w_doc,w_q,w_k`: document vector = normalize(w_doc e(doc) "
              "+ w_q mean e(queries) + w_k mean e(keywords)); `mean` = plain mean of all texts.", "",
-             "| setting | tune | report (vs plain) | all | Recall@100 report |", "|---|---|---|---|---|"]
+             "The 95% CI (bootstrap over report queries), the paired t-test p and the counts of report queries that got "
+             "better / worse are for the per-query nDCG@10 difference with plain: a difference whose CI spans 0 is within "
+             "query-sampling noise.", "",
+             "| setting | tune | report (vs plain) | report vs plain: 95% CI, p, better / worse | all | Recall@100 report |",
+             "|---|---|---|---|---|---|"]
     if "bm25" in rows:
         lines.append(line("BM25 (bm25s)", rows["bm25"]))
     lines.append(line(f"{sweep['model']} plain", plain))

@@ -269,6 +269,11 @@ def test_sweep_chooses_weights_on_tune_queries_and_reports_the_rest(tmp_path, to
     assert score["good 0,1,0"]["all"]["ndcg_at_10"] == pytest.approx(100.0)  # each doc is its query
     assert score["bad 0,1,0"]["all"]["ndcg_at_10"] < score["plain"]["all"]["ndcg_at_10"]
     assert result["chosen"].startswith("good") and result["queries"]["tune"] + result["queries"]["report"] == 12
+    # paired per-query comparison with plain on the report queries: the perfect setting never loses
+    perfect = score["good 0,1,0"]["report_vs_plain"]
+    assert perfect["queries"] == result["queries"]["report"] and perfect["worse"] == 0
+    assert perfect["mean_delta"] == pytest.approx(100.0 - score["plain"]["report"]["ndcg_at_10"])
+    assert "report_vs_plain" not in score["plain"]
     printed = capsys.readouterr().out
     assert "(chosen on tune)" in printed and "| bm25 (reference) |" in printed
 

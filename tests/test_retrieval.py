@@ -134,6 +134,34 @@ def test_identical_id_discarding_is_counted_and_lifts_the_score_as_expected(tmp_
     assert (dropped["num_queries"], dropped["num_docs"]) == (2, 4)
 
 
+def test_per_query_ndcg_counts_a_query_without_results_as_zero_and_averages_to_the_headline():
+    from llmcse.eval.retrieval import per_query_ndcg_at_10, retrieval_metrics
+
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1}}
+    run = {"q1": {"d1": 2.0, "x": 1.0}, "q2": {"x": 2.0, "d2": 1.0}}  # q3 retrieved nothing
+    per_query = per_query_ndcg_at_10(qrels, run)
+    assert per_query["q1"] == pytest.approx(100.0) and per_query["q3"] == 0.0
+    assert per_query["q2"] == pytest.approx(100 / math.log2(3))  # relevant document at rank 2
+    assert sum(per_query.values()) / 3 == pytest.approx(retrieval_metrics(qrels, run)["ndcg_at_10"])
+
+
+def test_paired_comparison_of_hand_made_per_query_scores():
+    from llmcse.eval.retrieval import paired_comparison
+
+    baseline, system = {"a": 10.0, "b": 20.0, "c": 30.0}, {"a": 20.0, "b": 20.0, "c": 25.0}
+    result = paired_comparison(baseline, system)
+    # differences 10, 0, -5: mean 5/3; t = mean / (sd / sqrt 3) = 0.37796 with 2 degrees of freedom
+    assert result["mean_delta"] == pytest.approx(5 / 3)
+    assert result["p_value"] == pytest.approx(0.741801, abs=1e-6)
+    assert (result["better"], result["worse"], result["equal"], result["queries"]) == (1, 1, 1, 3)
+    low, high = result["ci95"]
+    assert -5 <= low < 5 / 3 < high <= 10  # a bootstrap mean of the differences stays within their range
+    same = paired_comparison(baseline, dict(baseline))
+    assert (same["p_value"], same["ci95"], same["equal"]) == (1.0, [0.0, 0.0], 3)
+    with pytest.raises(ValueError, match="same >= 2 queries"):
+        paired_comparison(baseline, {"a": 1.0, "b": 2.0})
+
+
 def test_results_are_truncated_to_top_k_after_discarding():
     from llmcse.eval.retrieval import truncate_run
 

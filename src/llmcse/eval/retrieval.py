@@ -80,6 +80,47 @@ def mrr_at_k(qrels: Qrels, run: Run, k: int = 10) -> dict[str, float]:
     return per_query
 
 
+def _pytrec_per_query(qrels: Qrels, run: Run) -> dict[str, dict[str, float]]:
+    """query id -> {pytrec measure key: value}, for the judged queries that have results."""
+    run = {query_id: {doc_id: float(s) for doc_id, s in docs.items()} for query_id, docs in run.items() if query_id in qrels}
+    return pytrec_eval.RelevanceEvaluator(qrels, set(PYTREC_MEASURES)).evaluate(run)
+
+
+def per_query_ndcg_at_10(qrels: Qrels, run: Run) -> dict[str, float]:
+    """nDCG@10 x100 of every judged query (0 for a query without results), for paired comparisons."""
+    if not qrels:
+        raise ValueError("no judged queries to evaluate")
+    per_query = _pytrec_per_query(qrels, run)
+    return {query_id: 100 * per_query.get(query_id, {}).get("ndcg_cut_10", 0.0) for query_id in qrels}
+
+
+def paired_comparison(baseline: dict[str, float], system: dict[str, float], *, seed: int = 0,
+                      n_resamples: int = 10_000) -> dict:
+    """``system`` vs ``baseline`` on the same queries (per-query scores, e.g. nDCG@10 x100).
+
+    Returns the mean difference, a 95% bootstrap confidence interval of it (queries resampled),
+    the two-sided paired t-test p-value (the test IR papers use for per-query metric differences,
+    Smucker et al., CIKM 2007) and how many queries got better / worse / stayed equal.
+    """
+    import numpy as np
+    from scipy import stats
+
+    queries = sorted(baseline)
+    if set(system) != set(queries) or len(queries) < 2:
+        raise ValueError("paired comparison needs the same >= 2 queries on both sides")
+    diff = np.array([system[q] - baseline[q] for q in queries])  # (n_queries,)
+    if np.allclose(diff, diff[0]):  # no spread: the test and the interval are degenerate
+        ci, p_value = (float(diff[0]), float(diff[0])), (1.0 if diff[0] == 0 else 0.0)
+    else:
+        boot = stats.bootstrap((diff,), np.mean, n_resamples=n_resamples, confidence_level=0.95,
+                               rng=np.random.default_rng(seed))
+        ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
+        p_value = float(stats.ttest_rel([system[q] for q in queries], [baseline[q] for q in queries]).pvalue)
+    return {"queries": len(queries), "mean_delta": float(diff.mean()), "ci95": [round(ci[0], 4), round(ci[1], 4)],
+            "p_value": p_value, "better": int((diff > 1e-9).sum()), "worse": int((diff < -1e-9).sum()),
+            "equal": int((abs(diff) <= 1e-9).sum())}
+
+
 def retrieval_metrics(qrels: Qrels, run: Run) -> dict[str, float]:
     """nDCG@10, Recall@100, MAP@10 and MRR@10 averaged over every query in ``qrels``, x100.
 
@@ -87,9 +128,7 @@ def retrieval_metrics(qrels: Qrels, run: Run) -> dict[str, float]:
     """
     if not qrels:
         raise ValueError("no judged queries to evaluate")
-    run = {query_id: {doc_id: float(s) for doc_id, s in docs.items()} for query_id, docs in run.items() if query_id in qrels}
-    evaluator = pytrec_eval.RelevanceEvaluator(qrels, set(PYTREC_MEASURES))
-    per_query = evaluator.evaluate(run)  # query id -> {measure key: value}; only queries in run
+    per_query = _pytrec_per_query(qrels, run)
     metrics = {}
     for pytrec_key, name in PYTREC_MEASURES.values():
         total = math.fsum(per_query.get(query_id, {}).get(pytrec_key, 0.0) for query_id in qrels)

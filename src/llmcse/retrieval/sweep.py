@@ -46,10 +46,11 @@ def sweep(encoder, corpus: dict[str, Doc], queries: dict[str, Query], qrels: dic
         references: name -> other searchers (e.g. BM25) scored on the same parts, never chosen.
 
     Returns:
-        ``settings``: one row per setting with ``tune``/``report``/``all`` metrics;
+        ``settings``: one row per setting with ``tune``/``report``/``all`` metrics and, except for
+        plain, ``report_vs_plain`` (paired per-query nDCG@10 comparison on the report queries);
         ``chosen``: the expansion setting with the best tune nDCG@10; query counts per part.
     """
-    from llmcse.eval.retrieval import discard_identical_ids, truncate_run
+    from llmcse.eval.retrieval import discard_identical_ids, paired_comparison, per_query_ndcg_at_10, truncate_run
     from llmcse.retrieval.dense import DenseSearcher
     from llmcse.retrieval.expansion import ExpandedDenseSearcher, ExpansionWeights
 
@@ -65,25 +66,38 @@ def sweep(encoder, corpus: dict[str, Doc], queries: dict[str, Query], qrels: dic
         for text in weightings:
             weights = ExpansionWeights.parse(text)
             searchers[f"{name} {weights.label()}"] = ExpandedDenseSearcher(encoder, expansions, weights)
-    rows = []
+    rows, report_ndcg = [], {}
+    report_qrels = {q: qrels[q] for q in report}
     for label, searcher in searchers.items():
         run, _ = discard_identical_ids(searcher.search(corpus, {q: queries[q] for q in judged}, top_k=top_k + 1))
         run = truncate_run(run, top_k)
         row = {"setting": label, **{part: _score(qrels, run, ids) for part, ids in
                                     (("tune", tune), ("report", report), ("all", set(judged)))}}
+        report_ndcg[label] = per_query_ndcg_at_10(report_qrels, run)
         rows.append(row)
         logger.info("%s: nDCG@10 tune %.2f, report %.2f", label, row["tune"]["ndcg_at_10"], row["report"]["ndcg_at_10"])
+    for row in rows:  # is a difference on the report queries more than query sampling noise?
+        if row["setting"] != "plain":
+            row["report_vs_plain"] = paired_comparison(report_ndcg["plain"], report_ndcg[row["setting"]])
     expanded = [r for r in rows if r["setting"] != "plain" and r["setting"] not in (references or {})]
     chosen = max(expanded, key=lambda r: r["tune"]["ndcg_at_10"])["setting"] if expanded else None
     return {"settings": rows, "chosen": chosen, "queries": {"tune": len(tune), "report": len(report), "all": len(judged)},
             "tune_fraction": tune_fraction, "references": sorted(references or {})}
 
 
+def paired_cell(comparison: dict | None) -> str:
+    """'[-0.4, +1.2], p 0.31, 120 / 98' for a table cell; '-' for the plain row itself."""
+    if not comparison:
+        return "-"
+    low, high = comparison["ci95"]
+    return f"[{low:+.2f}, {high:+.2f}], p {comparison['p_value']:.2g}, {comparison['better']} / {comparison['worse']}"
+
+
 def sweep_table(result: dict) -> str:
     """Markdown: every setting's nDCG@10 on the three query sets; the tune-chosen one marked."""
     q = result["queries"]
     lines = [f"| setting | nDCG@10 tune ({q['tune']} q) | nDCG@10 report ({q['report']} q) | nDCG@10 all ({q['all']} q) "
-             "| Recall@100 report |", "|---|---|---|---|---|"]
+             "| Recall@100 report | report vs plain: 95% CI, p, better / worse |", "|---|---|---|---|---|---|"]
     plain = next(r for r in result["settings"] if r["setting"] == "plain")
     for r in result["settings"]:
         mark = " **(chosen on tune)**" if r["setting"] == result["chosen"] else ""
@@ -92,7 +106,7 @@ def sweep_table(result: dict) -> str:
         delta = r["report"]["ndcg_at_10"] - plain["report"]["ndcg_at_10"]
         lines.append(f"| {r['setting']}{mark} | {r['tune']['ndcg_at_10']:.2f} | {r['report']['ndcg_at_10']:.2f}"
                      f"{'' if r is plain else f' ({delta:+.2f})'} | {r['all']['ndcg_at_10']:.2f} | "
-                     f"{r['report']['recall_at_100']:.2f} |")
+                     f"{r['report']['recall_at_100']:.2f} | {paired_cell(r.get('report_vs_plain'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -126,7 +140,7 @@ def run_sweep(model: str, task: str, expansion_files: dict[str, str], weightings
         references["bm25"] = BM25Searcher()
     result = sweep(encoder, data.corpus, data.queries, data.qrels, sets, weightings, tune_fraction=tune_fraction,
                    references=references)
-    result.update(model=model, task=task, split=split,
+    result.update(model=model, task=task, split=split, dtype=dtype or "float32",
                   expansions={name: {"path": str(p), "md5": file_md5(p)} for name, p in expansion_files.items()})
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
