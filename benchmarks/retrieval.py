@@ -31,12 +31,14 @@ OUT = RESULTS / "retrieval"
 RUNS = REPO / "runs" / "retrieval"
 EXPANSIONS = RUNS / "arguana.exp.jsonl"
 FILTERED = RUNS / "arguana.exp.rt.jsonl"
+CHECKED = RUNS / "arguana.exp.kw.jsonl"  # keyword check only (meta phrases dropped), no round trip
 COMMITTED = REPO / "benchmarks" / "data" / "arguana_expansions_smollm2.jsonl.gz"
 RECIPE = REPO / "recipes" / "retrieval-expansion.toml"
 
 # the rows: which sweep setting each one is
 NAMED_ROWS = [("+ synthetic queries", "raw 1,1,0"), ("+ keywords", "raw 1,0,1"), ("+ both", "raw 1,1,1"),
-              ("+ both, round-trip filtered", "filtered 1,1,1")]
+              ("+ keywords, meta phrases dropped", "checked 1,0,1"), ("+ both, meta phrases dropped", "checked 1,1,1"),
+              ("+ both, meta phrases dropped, round-trip filtered", "filtered 1,1,1")]
 
 
 def llmcse(*args: str) -> None:
@@ -73,10 +75,21 @@ def filter_and_sweep() -> None:
     llmcse("filter-expansions", "--corpus", str(corpus_path()), "--in", str(EXPANSIONS), "--out", str(FILTERED),
            "--top-k", str(fe.get("top_k", 20)), *(["--dtype", fe["dtype"]] if "dtype" in fe else []))
     shutil.copy(FILTERED.with_name(FILTERED.stem + ".report.json"), OUT / "filter.report.json")
+    # the committed expansions predate expand's keyword check: the same check, applied afterwards
+    llmcse("filter-expansions", "--corpus", str(corpus_path()), "--in", str(EXPANSIONS), "--out", str(CHECKED), "--top-k", "0")
     llmcse("sweep-expansions", "--task", sw["task"], "--model", sw.get("model", "all-MiniLM-L6-v2"), "--bm25",
-           "--expansions", f"raw={EXPANSIONS}", "--expansions", f"filtered={FILTERED}",
+           "--expansions", f"raw={EXPANSIONS}", "--expansions", f"checked={CHECKED}", "--expansions", f"filtered={FILTERED}",
            *(["--dtype", sw["dtype"]] if "dtype" in sw else []),
            *[a for w in sw["weights"] for a in ("--weights", w)], "--output-dir", str(OUT / "sweep"))
+
+
+def keyword_check_lines(kw: dict | None) -> list[str]:
+    if not kw:
+        return []
+    reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(kw["rejected_by_reason"].items(), key=lambda t: -t[1]))
+    return [f"Keyword check (`filter-expansions`; `checked` rows, and before the round trip in `filtered` rows): kept "
+            f"{kw['kept']:,} of {kw['keywords']:,} keywords, rejected {reasons}; "
+            f"{kw['documents_left_without_keywords']:,} documents lost all their keywords.", ""]
 
 
 def build_table() -> None:
@@ -124,7 +137,8 @@ def build_table() -> None:
               f"{summary['truncated_documents']:,} documents cut to {summary['config']['max_doc_tokens']} tokens. "
               "Rejected by reason: " + ", ".join(f"{k} {v:,}" for k, v in
                                                 sorted(summary["rejections_by_reason"].items(), key=lambda t: -t[1])) + ".",
-              "", f"Round-trip filter ({report.get('model', 'base retriever')}, top {report.get('top_k')}): kept "
+              "", *keyword_check_lines(report.get("keyword_check")),
+              f"Round-trip filter ({report.get('model', 'base retriever')}, top {report.get('top_k')}): kept "
               f"{report['kept']:,} of {report['queries']:,} queries ({report['kept_fraction']}); "
               f"{report['documents_left_without_queries']:,} documents lost all their queries.", "",
               "## Cost", "",
@@ -153,9 +167,10 @@ def main() -> None:
     parser.add_argument("--smoke", type=int, metavar="N", help="first N documents only, everything under runs/retrieval-smoke/")
     args = parser.parse_args()
     if args.smoke:  # a quick end-to-end check of this script; nothing committed is touched
-        global RUNS, OUT, EXPANSIONS, FILTERED, RESULTS
+        global RUNS, OUT, EXPANSIONS, FILTERED, CHECKED, RESULTS
         RUNS = RESULTS = REPO / "runs" / "retrieval-smoke"
         OUT, EXPANSIONS, FILTERED = RUNS / "results", RUNS / "arguana.exp.jsonl", RUNS / "arguana.exp.rt.jsonl"
+        CHECKED = RUNS / "arguana.exp.kw.jsonl"
     if not args.table:
         expand(args.workers, args.smoke)
         if args.expand_only:

@@ -335,3 +335,48 @@ def test_a_killed_expansion_keeps_the_cost_of_its_finished_chunks(tmp_path):
     assert logged[0]["completion_tokens"] > 0 and logged[0]["process"]
     finished = run_expand(cfg, llm=FakeLLM(responder=_responder), show_progress_bar=False)
     assert finished["cost"]["documents"] == 4 == finished["documents"] and finished["cost"]["runs"] == 2
+
+
+def test_meta_phrase_and_function_word_keywords_are_rejected_unless_the_document_says_them():
+    """SmolLM2's most frequent ArguAna "keywords" talked about the task ("the document contains multiple
+    keywords:" 314x, "separated by commas" 183x, "the" 83x): rejected, by reason, while real keywords stay."""
+    from llmcse.retrieval.expand import keyword_problem, split_keywords
+    from llmcse.synth.prompts import load_template
+
+    instruction = load_template("expand").fields["keywords"].instruction
+    doc = "Homework wastes children's evenings; schools should abolish it."
+    raw = ("the document contains multiple keywords:, homework, separated by commas, the, and the, schools, including:, "
+           "the main keywords of this document, children")
+    words, rejected = split_keywords(raw, doc, 5, (), instruction)
+    assert words == ["homework", "schools", "children"]
+    assert rejected == {"meta": 3, "function_words": 3}
+    assert keyword_problem("the document is:", doc, instruction) == "meta"  # a list lead-in
+    # the same words are fine where the document itself uses them
+    legal = "The court ruled the leaked document admissible; keywords in emails were searched."
+    assert keyword_problem("leaked document", legal, instruction) is None
+    assert keyword_problem("main street", "A shop on Main Street closed.", instruction) is None
+    assert keyword_problem("main keywords", doc, instruction) == "meta"
+
+
+def test_filter_expansions_drops_meta_keywords_of_existing_files_with_or_without_the_round_trip(tmp_path, tiny_data_dir, capsys):
+    """Expansions written before expand checked keywords are cleaned by filter-expansions; --top-k 0 skips
+    the round trip (no retriever loaded), --no-keyword-check keeps keywords as they were."""
+    from llmcse.cli import main
+
+    corpus = tiny_data_dir / "beir" / "toyretrieval" / "corpus.jsonl"
+    exp = tmp_path / "exp.jsonl"
+    rows = [{"_id": "d1", "queries": ["what comes out of a volcano"],
+             "keywords": ["the document contains multiple keywords:", "lava", "separated by commas", "the"]},
+            {"_id": "d2", "queries": ["how do plants make sugar"], "keywords": ["the document is:"]}]
+    exp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "kw.jsonl"
+    assert main(["-q", "filter-expansions", "--corpus", str(corpus), "--in", str(exp), "--out", str(out), "--top-k", "0"]) == 0
+    assert "kept 1 of 5 keywords (rejected: function_words 1, meta 3); 1 documents lost all" in capsys.readouterr().out
+    kept = {r["_id"]: r for r in load_jsonl(out)}
+    assert kept["d1"] == {"_id": "d1", "queries": ["what comes out of a volcano"], "keywords": ["lava"]}
+    assert kept["d2"] == {"_id": "d2", "queries": ["how do plants make sugar"], "keywords": []}
+    report = json.loads((tmp_path / "kw.report.json").read_text())
+    assert report["top_k"] == 0 and report["keyword_check"]["rejected_by_reason"] == {"meta": 3, "function_words": 1}
+    assert main(["-q", "filter-expansions", "--corpus", str(corpus), "--in", str(exp), "--out", str(out), "--top-k", "0",
+                 "--no-keyword-check"]) == 0
+    assert [r["keywords"] for r in load_jsonl(out)] == [rows[0]["keywords"], rows[1]["keywords"]]

@@ -235,10 +235,16 @@ def cmd_filter_expansions(args: argparse.Namespace) -> int:
     from llmcse.retrieval.expansion import run_round_trip_filter
 
     report = run_round_trip_filter(args.corpus, args.input, args.out, model=args.model, top_k=args.top_k,
-                                   device=args.device, batch_size=args.batch_size, dtype=args.dtype)
+                                   device=args.device, batch_size=args.batch_size, dtype=args.dtype,
+                                   keyword_check=args.keyword_check)
     out = Path(args.out)
-    print(f"kept {report['kept']} of {report['queries']} synthetic queries ({report['kept_fraction']}) whose document "
-          f"{args.model} ranks in the top {args.top_k}; {report['documents_left_without_queries']} documents lost all")
+    if kw := report["keyword_check"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(kw["rejected_by_reason"].items())) or "none"
+        print(f"kept {kw['kept']} of {kw['keywords']} keywords (rejected: {reasons}); "
+              f"{kw['documents_left_without_keywords']} documents lost all")
+    if args.top_k > 0:
+        print(f"kept {report['kept']} of {report['queries']} synthetic queries ({report['kept_fraction']}) whose document "
+              f"{args.model} ranks in the top {args.top_k}; {report['documents_left_without_queries']} documents lost all")
     print(f"filtered expansions: {out}")
     return 0
 
@@ -520,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_llm_options(ex)
     ex.set_defaults(func=cmd_expand)
 
-    fe = sub.add_parser("filter-expansions", help="round-trip filter: keep synthetic queries that retrieve their own document",
+    fe = sub.add_parser("filter-expansions", help="drop meta-phrase keywords, and keep synthetic queries that retrieve "
+                                                  "their own document (round trip)",
                         epilog="example:\n  llmcse filter-expansions --corpus ../shared/data/beir/arguana/corpus.jsonl "
                                "--in runs/arguana.exp.jsonl --out runs/arguana.exp.rt.jsonl --top-k 20",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -528,7 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--in", dest="input", required=True, help="expansions from llmcse expand")
     fe.add_argument("--out", required=True, help="filtered expansions (report: <out>.report.json)")
     fe.add_argument("--model", default="all-MiniLM-L6-v2", help="the base retriever")
-    fe.add_argument("--top-k", type=int, default=20, help="the source document must rank in this many")
+    fe.add_argument("--top-k", type=int, default=20, help="the source document must rank in this many (0: no round trip)")
+    fe.add_argument("--no-keyword-check", dest="keyword_check", action="store_false",
+                    help="keep keywords as they are (default: drop meta phrases such as 'the document contains "
+                         "keywords:' and function words, as llmcse expand does while generating)")
     fe.add_argument("--device", default=None)
     fe.add_argument("--batch-size", type=int, default=64)
     _add_embedder_dtype(fe, "retriever dtype (default float32; bfloat16 ~2x faster on CPUs with bf16)")

@@ -65,6 +65,7 @@ class FilterExpansionsSection:
     top_k: int = 20
     batch_size: int = 64
     dtype: str | None = None  # the retriever's; bfloat16 embeds the corpus ~2x faster on CPUs with bf16
+    keyword_check: bool = True  # drop meta-phrase / function-word keywords (as expand does); 0 top_k: no round trip
 
 
 @dataclass
@@ -195,7 +196,7 @@ def _retrieval_stages(config: dict[str, Any], run_dir: Path, data_dir: str | Non
         Stage("expand", expand, [expand.corpus], [expand.out], lambda resume: run_expand(expand)),  # resumes by itself
         Stage("filter-expansions", {"filter_expansions": dataclasses.asdict(fe)}, [expand.corpus, expand.out], [filtered],
               lambda resume: run_round_trip_filter(expand.corpus, expand.out, filtered, model=fe.model, top_k=fe.top_k,
-                                                   batch_size=fe.batch_size, dtype=fe.dtype)),
+                                                   batch_size=fe.batch_size, dtype=fe.dtype, keyword_check=fe.keyword_check)),
         Stage("sweep", {"sweep": dataclasses.asdict(sweep), "sets": sorted(sets)}, list(sets.values()),
               [str(sweep_dir / "sweep.json")],
               lambda resume: run_sweep(sweep.model, sweep.task, sets, sweep.weights, sweep_dir, data_dir=data_dir,

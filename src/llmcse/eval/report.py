@@ -124,7 +124,12 @@ def _retrieval_sections(run_dir: Path) -> list[str]:
                f"{exp['truncated_documents']} truncated.", ""]
         md += _counts_table(["rejected output reason", "count"], exp.get("rejections_by_reason", {}))
     rt = _load(run_dir / "expansions.rt.report.json")
-    if rt:
+    if rt and rt.get("keyword_check"):
+        kw = rt["keyword_check"]
+        md += [f"Keyword check: kept {kw['kept']} of {kw['keywords']} keywords; "
+               f"{kw['documents_left_without_keywords']} documents lost all of theirs.", ""]
+        md += _counts_table(["rejected keyword reason", "count"], kw["rejected_by_reason"])
+    if rt and rt.get("top_k"):
         md += [f"Round-trip filter ({rt['model']}): kept {rt['kept']} of {rt['queries']} queries ({rt['kept_fraction']}); "
                f"{rt['documents_left_without_queries']} documents lost all of theirs.", ""]
     sweep = run_dir / "sweep" / "sweep.md"

@@ -32,6 +32,13 @@ logger = logging.getLogger(__name__)
 
 MAX_QUERY_WORDS = 32
 MAX_KEYWORD_WORDS = 6
+# Words a keyword answer uses to talk about the task instead of the document. SmolLM2-135M answered
+# ArguAna's keyword prompt with "the document contains multiple keywords:" (314x), "the document is:"
+# (280x), "separated by commas" (183x) ...; embedded as keywords, such phrases make every document alike.
+TASK_WORDS = frozenset({"document", "documents", "keyword", "keywords", "comma", "commas", "separated"})
+FUNCTION_WORDS = frozenset(
+    "a an the and or but nor of to in on at by for with from as is are was were be been this that these those "
+    "it its their his her our your my some any all no not so such than then there here which who what including".split())
 
 
 @dataclass
@@ -88,7 +95,23 @@ def from_demo(keyword: str, document: str, demo_keywords: set[str], demo_texts) 
     return (norm in demo_keywords and f" {norm} " not in f" {norm_doc} ") or leaks_demo(norm, norm_doc, demo_texts)
 
 
-def split_keywords(raw: str, document: str, limit: int, demo_texts=()) -> tuple[list[str], Counter]:
+def keyword_problem(keyword: str, document: str, instruction: str = "") -> str | None:
+    """Why a keyword says nothing about its document: ``function_words`` ("the", "and"), or ``meta``:
+    a list lead-in ending in ':' or a phrase using the prompt's own words ("document", "keywords",
+    "separated by commas") where the document does not."""
+    words = normalize(keyword).split()
+    if all(w in FUNCTION_WORDS for w in words):
+        return "function_words"
+    if keyword.rstrip().endswith(":"):
+        return "meta"
+    task_words = (TASK_WORDS | set(normalize(instruction.replace("{seed}", "")).split())) - FUNCTION_WORDS
+    document_words = set(normalize(document).split())
+    if any(w in task_words and w not in document_words for w in words):
+        return "meta"
+    return None
+
+
+def split_keywords(raw: str, document: str, limit: int, demo_texts=(), instruction: str = "") -> tuple[list[str], Counter]:
     """Keywords from one comma-separated answer: cleaned, deduplicated, at most ``limit``."""
     demo_keywords = {normalize(k) for d in demo_texts for k in d.split(",")}
     rejected: Counter = Counter()
@@ -106,6 +129,8 @@ def split_keywords(raw: str, document: str, limit: int, demo_texts=()) -> tuple[
             rejected["duplicate"] += 1
         elif from_demo(word, document, demo_keywords, demo_texts):
             rejected["from_demo"] += 1
+        elif problem := keyword_problem(word, document, instruction):
+            rejected[problem] += 1
         else:
             seen.add(normalize(word))
             keywords.append(word)
@@ -159,7 +184,7 @@ def _expand_chunk(llm: LLM, template: PromptTemplate, docs: list[str], cfg: Expa
         params = SamplingParams(max_new_tokens=cfg.keyword_max_new_tokens, temperature=0.0, seed=cfg.seed, stop=("\n",))
         raws = llm.generate([kfield.messages(d, template.system) for d in docs], params)
         for i, raw in enumerate(raws):
-            words, rejected = split_keywords(raw, docs[i], cfg.keywords, kfield.demo_texts)
+            words, rejected = split_keywords(raw, docs[i], cfg.keywords, kfield.demo_texts, kfield.instruction)
             rejections[i].update({f"keyword_{k}": v for k, v in rejected.items()})
             if not words:
                 rejections[i]["keywords_empty"] += 1

@@ -157,9 +157,38 @@ def round_trip_filter(encoder, corpus: dict[str, Doc], expansions: dict[str, dic
     return kept, report
 
 
+def check_keywords(corpus: dict[str, Doc], expansions: dict[str, dict]) -> tuple[dict, dict]:
+    """Drop keywords that say nothing about their document (``keyword_problem``: meta phrases such as
+    "the document contains multiple keywords:", function words): what ``llmcse expand`` now rejects
+    as it generates, applied to expansions written before it did. Queries are kept as they are."""
+    from collections import Counter
+
+    from llmcse.retrieval.expand import keyword_problem
+    from llmcse.synth.prompts import load_template
+
+    instruction = load_template("expand").fields["keywords"].instruction
+    rejected: Counter = Counter()
+    checked: dict[str, dict] = {}
+    for doc_id, e in expansions.items():
+        text = corpus[doc_id].default_text() if doc_id in corpus else ""
+        keep = []
+        for keyword in e["keywords"]:
+            problem = keyword_problem(keyword, text, instruction)
+            rejected.update([problem] if problem else [])
+            keep += [] if problem else [keyword]
+        checked[doc_id] = {"queries": e["queries"], "keywords": keep}
+    total = sum(len(e["keywords"]) for e in expansions.values())
+    report = {"keywords": total, "kept": total - sum(rejected.values()), "rejected_by_reason": dict(rejected),
+              "documents_left_without_keywords": sum(1 for d, e in checked.items()
+                                                     if not e["keywords"] and expansions[d]["keywords"])}
+    return checked, report
+
+
 def run_round_trip_filter(corpus_path: str | Path, input_path: str | Path, out: str | Path, *, model: str = "all-MiniLM-L6-v2",
-                          top_k: int = 20, device: str | None = None, batch_size: int = 64, dtype: str | None = None) -> dict:
-    """``round_trip_filter`` from files: writes the kept expansions to ``out`` and ``<out stem>.report.json``.
+                          top_k: int = 20, device: str | None = None, batch_size: int = 64, dtype: str | None = None,
+                          keyword_check: bool = True) -> dict:
+    """``check_keywords`` then ``round_trip_filter`` (skipped when ``top_k`` is 0), from files: writes the
+    kept expansions to ``out`` and ``<out stem>.report.json``.
     ``dtype``: the retriever's, as in ``load_embedder`` (bfloat16 embeds a corpus ~2x faster on CPUs with bf16)."""
     import json
 
@@ -169,9 +198,17 @@ def run_round_trip_filter(corpus_path: str | Path, input_path: str | Path, out: 
     from llmcse.utils.io import atomic_write_json, atomic_write_text
 
     expansions = load_expansions(input_path)
-    encoder = CachedEncoder(load_embedder(model, device=device, dtype=dtype), batch_size=batch_size)
-    kept, report = round_trip_filter(encoder, load_beir_corpus(corpus_path), expansions, top_k=top_k)
-    report.update({"input": str(input_path), "model": model, "dtype": dtype or "float32"})
+    corpus = load_beir_corpus(corpus_path)
+    keyword_report = None
+    if keyword_check:
+        expansions, keyword_report = check_keywords(corpus, expansions)
+    if top_k > 0:
+        encoder = CachedEncoder(load_embedder(model, device=device, dtype=dtype), batch_size=batch_size)
+        kept, report = round_trip_filter(encoder, corpus, expansions, top_k=top_k)
+        report.update({"model": model, "dtype": dtype or "float32"})
+    else:
+        kept, report = expansions, {"top_k": 0}
+    report.update({"input": str(input_path), "keyword_check": keyword_report})
     out = Path(out)
     atomic_write_text(out, "".join(json.dumps({"_id": d, **e}, ensure_ascii=False) + "\n" for d, e in kept.items()))
     atomic_write_json(out.with_name(out.stem + ".report.json"), report)
