@@ -93,18 +93,32 @@ def llmcse(*args: str) -> None:
     subprocess.run(cmd, check=True)
 
 
-def run_folder(base: str, row: str, seed: int) -> Path:
+def budget_folder(base: str, pairs: int) -> Path:
+    """<base>/ for the default budget (the first table), <base>/pairs<N>/ for a larger one."""
+    return Path(base) if pairs == PAIRS else Path(base) / f"pairs{pairs}"
+
+
+def run_folder(base: str, row: str, seed: int, pairs: int = PAIRS) -> Path:
     """The trained model and its checkpoints (git-ignored)."""
-    return RUNS / base / row / f"seed{seed}"
+    return RUNS / budget_folder(base, pairs) / row / f"seed{seed}"
 
 
-def result_folder(base: str, row: str, seed: int) -> Path:
+def result_folder(base: str, row: str, seed: int, pairs: int = PAIRS) -> Path:
     """What the table is built from (committed): eval/, rfd/, llmcse_training.json, train_seconds.txt."""
-    return RESULTS / "training" / base / row / f"seed{seed}"
+    return RESULTS / "training" / budget_folder(base, pairs) / row / f"seed{seed}"
 
 
-def train(base: str, row: str, seed: int) -> None:
-    out, keep = run_folder(base, row, seed), result_folder(base, row, seed)
+def has_enough_rows(row: str, pairs: int) -> bool:
+    """A budget larger than a data set is skipped rather than silently repeated (the filtered set keeps 857)."""
+    if row == "base":
+        return True
+    path = data_path(ROWS[row][1])
+    lines = sum(1 for line in path.open(encoding="utf-8") if line.strip())
+    return lines - (1 if path.suffix == ".tsv" else 0) >= pairs
+
+
+def train(base: str, row: str, seed: int, pairs: int = PAIRS) -> None:
+    out, keep = run_folder(base, row, seed, pairs), result_folder(base, row, seed, pairs)
     if row == "base" or (keep / "llmcse_training.json").is_file():
         return
     if (out / "llmcse_training.json").is_file() and (out / "train_seconds.txt").is_file():  # trained, not yet copied
@@ -114,9 +128,11 @@ def train(base: str, row: str, seed: int) -> None:
         return
     model, settings, _ = BASES[base]
     recipe, data = ROWS[row]
-    sets = [*settings, f"max_examples={PAIRS}", f"batch_size={BATCH}", "epochs=1", f"seed={seed}", "resume=true",
+    sets = [*settings, f"max_examples={pairs}", f"batch_size={BATCH}", "epochs=1", f"seed={seed}", "resume=true",
             # every checkpoint of seed 42 stays for the RFD trajectory
             f"keep_checkpoints={0 if seed == SEEDS[0] else 1}"]
+    if pairs != PAIRS:  # about four dev checks (and RFD checkpoints) per run, as at the default budget
+        sets.append(f"eval_steps={max(1, pairs // BATCH // 4)}")
     t0 = time.time()
     llmcse("train", "--recipe", recipe, "--data", str(data_path(data)), "--base", model, "--out", str(out),
            *[a for s in sets for a in ("--set", s)])
@@ -126,15 +142,15 @@ def train(base: str, row: str, seed: int) -> None:
         shutil.copy(out / name, keep / name)
 
 
-def evaluate(base: str, row: str, seed: int) -> None:
-    keep = result_folder(base, row, seed)
+def evaluate(base: str, row: str, seed: int, pairs: int = PAIRS) -> None:
+    keep = result_folder(base, row, seed, pairs)
     if (keep / "eval" / "results.json").is_file():
         return
     model, _, dtype = BASES[base]
     if row == "base" and base in BASE_RESULTS and all(path.is_file() for path in BASE_RESULTS[base]):
         combine_results(BASE_RESULTS[base], keep / "eval" / "results.json")
         return
-    target = model if row == "base" else str(run_folder(base, row, seed))
+    target = model if row == "base" else str(run_folder(base, row, seed, pairs))
     llmcse("eval", "--model", target, "--tasks", "sts,transfer", "--transfer-max-examples", str(TRANSFER_MAX_EXAMPLES),
            *(["--dtype", dtype] if dtype else []), "--output-dir", str(keep / "eval"))
 
@@ -151,40 +167,43 @@ def combine_results(parts: list[Path], out: Path) -> None:
     out.write_text(json.dumps(combined, indent=2) + "\n")
 
 
-def rfd(base: str, row: str, seed: int) -> None:
-    keep = result_folder(base, row, seed)
+def rfd(base: str, row: str, seed: int, pairs: int = PAIRS) -> None:
+    keep = result_folder(base, row, seed, pairs)
     if row == "base" or seed != SEEDS[0] or (keep / "rfd" / "rfd.json").is_file():
         return
     _, _, dtype = BASES[base]
-    llmcse("rfd", "--data", str(data_path(ROWS[row][1])), "--model-dir", str(run_folder(base, row, seed)),
+    llmcse("rfd", "--data", str(data_path(ROWS[row][1])), "--model-dir", str(run_folder(base, row, seed, pairs)),
            "--output-dir", str(keep / "rfd"),
            "--max-pairs", str(RFD_PAIRS), "--max-eval-sentences", str(2 * RFD_PAIRS), *(["--dtype", dtype] if dtype else []))
 
 
-def drop_checkpoints(base: str, row: str, seed: int) -> None:
+def drop_checkpoints(base: str, row: str, seed: int, pairs: int = PAIRS) -> None:
     """Checkpoints are only needed until RFD has read them (a MiniLM one is ~270 MB with its optimizer)."""
-    out, keep = run_folder(base, row, seed), result_folder(base, row, seed)
+    out, keep = run_folder(base, row, seed, pairs), result_folder(base, row, seed, pairs)
     done = (keep / "eval" / "results.json").is_file() and (seed != SEEDS[0] or (keep / "rfd" / "rfd.json").is_file())
     if row != "base" and done and (out / "checkpoints").is_dir():
         shutil.rmtree(out / "checkpoints")
 
 
-def run(base: str, rows: list[str], seeds: list[int]) -> None:
+def run(base: str, rows: list[str], seeds: list[int], pairs: int = PAIRS) -> None:
     for seed in seeds:
         for row in rows:
-            print(f"[{base} / {row} / seed {seed}]", flush=True)
-            train(base, row, seed)
-            evaluate(base, row, seed)
-            rfd(base, row, seed)
-            drop_checkpoints(base, row, seed)
+            if not has_enough_rows(row, pairs):
+                print(f"[{base} / {row}] skipped: {ROWS[row][1]} has fewer than {pairs} rows", flush=True)
+                continue
+            print(f"[{base} / {pairs} pairs / {row} / seed {seed}]", flush=True)
+            train(base, row, seed, pairs)
+            evaluate(base, row, seed, pairs)
+            rfd(base, row, seed, pairs)
+            drop_checkpoints(base, row, seed, pairs)
         build_table()
 
 
 # ---------------------------------------------------------------- table
 
 
-def read_run(base: str, row: str, seed: int) -> dict | None:
-    out = result_folder(base, row, seed)
+def read_run(base: str, row: str, seed: int, pairs: int = PAIRS) -> dict | None:
+    out = result_folder(base, row, seed, pairs)
     ev = out / "eval" / "results.json"
     if not ev.is_file():
         return None
@@ -214,15 +233,23 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def budgets(base: str) -> list[int]:
+    """The default budget first, then every larger one that has a results folder."""
+    found = sorted(int(p.name.removeprefix("pairs")) for p in (RESULTS / "training" / base).glob("pairs*") if p.is_dir())
+    return [PAIRS, *found]
+
+
 def build_table() -> dict:
-    summary: dict = {}
+    summary: dict = {}  # (base, pairs) -> row -> runs
     for base in BASES:
-        for row in ["base", *ROWS]:
-            runs = [r for seed in SEEDS if (r := read_run(base, row, seed))]
-            if runs:
-                summary.setdefault(base, {})[row] = runs
+        for pairs in budgets(base):
+            for row in ["base", *ROWS]:
+                runs = [r for seed in SEEDS if (r := read_run(base, row, seed, pairs))]
+                if runs:
+                    summary.setdefault((base, pairs), {})[row] = runs
     lines = ["# Training on LLM-made data vs SimCSE baselines (issue #5)", "",
-             f"Every row: {PAIRS} training rows, batch {BATCH}, one epoch ({PAIRS // BATCH} steps), STS-B dev sample "
+             f"Every row of a table: the same number of training rows ({PAIRS} unless the heading says more), batch {BATCH}, "
+             f"one epoch ({PAIRS // BATCH} steps at {PAIRS}), STS-B dev sample "
              "for checkpoint choice. STS: Spearman x100, test splits, 7-task average (STS12-16 'all', STS-B, SICK-R). "
              f"Transfer: logistic-regression probe on a seeded {TRANSFER_MAX_EXAMPLES:,}-row sample of every split "
              "(cheaper than the full SentEval protocol, the same sample for every row; full-protocol numbers of the "
@@ -230,9 +257,10 @@ def build_table() -> dict:
              f"({', '.join(map(str, SEEDS))}); rows without ± ran with seed {SEEDS[0]} only. "
              "RFD (NGCSE): mean over checkpoints of train minus eval (STS-B dev pairs scored >= 4) alignment / uniformity; "
              "larger RFD alignment = training positives harder to pull together than the eval positives.", ""]
-    for base, rows in summary.items():
+    for (base, pairs), rows in summary.items():
         model, settings, dtype = BASES[base]
-        lines += [f"## Base: {model}", "", f"Train settings: `{' '.join(settings)}`; eval dtype {dtype or 'float32'}.", "",
+        budget = "" if pairs == PAIRS else f", {pairs:,} training rows ({pairs // BATCH} steps)"
+        lines += [f"## Base: {model}{budget}", "", f"Train settings: `{' '.join(settings)}`; eval dtype {dtype or 'float32'}.", "",
                   "| row | data | STS avg | STS-B | transfer avg | RFD align | RFD unif | dev before → after | masked FN | seeds | train s |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for row, runs in rows.items():
@@ -261,26 +289,28 @@ def build_table() -> dict:
         if rfd_runs:
             from llmcse.eval.rfd import plot
 
-            png = RESULTS / f"training_{base}_rfd.png"
+            png = RESULTS / f"training_{base}{'' if pairs == PAIRS else f'_pairs{pairs}'}_rfd.png"
             plot(rfd_runs, png)
             lines += [f"![RFD trajectories, {model}]({png.name})", ""]
     lines += ["## Commands", "", "```bash", "python benchmarks/training.py --base minilm",
               "python benchmarks/training.py --base minilm --best-seeds 2", "python benchmarks/training.py --base smollm2",
+              "python benchmarks/training.py --base smollm2 --pairs 2560 --rows base,unsup-simcse,sup-simcse,synth-nli,ngcse",
               "```", "Each run's exact `llmcse train/eval/rfd` commands are printed by the script; the settings are above."]
     notes = RESULTS / "training_notes.md"
     if notes.is_file():
         lines += ["", notes.read_text().strip()]
     (RESULTS / "training.md").write_text("\n".join(lines) + "\n")
-    compact = {base: {row: [{k: v for k, v in r.items() if k != "rfd_run"} for r in runs] for row, runs in rows.items()}
-               for base, rows in summary.items()}
+    compact = {str(budget_folder(base, pairs)): {row: [{k: v for k, v in r.items() if k != "rfd_run"} for r in runs]
+                                                 for row, runs in rows.items()}
+               for (base, pairs), rows in summary.items()}
     (RESULTS / "training.json").write_text(json.dumps({"pairs": PAIRS, "batch": BATCH, "transfer_max_examples": TRANSFER_MAX_EXAMPLES,
                                                        "results": compact}, indent=2) + "\n")
     return compact
 
 
-def best_rows(base: str, n: int) -> list[str]:
+def best_rows(base: str, n: int, pairs: int = PAIRS) -> list[str]:
     """The n trained rows with the highest STS average under the first seed."""
-    scored = [(r["sts_avg"], row) for row in ROWS if (r := read_run(base, row, SEEDS[0]))]
+    scored = [(r["sts_avg"], row) for row in ROWS if (r := read_run(base, row, SEEDS[0], pairs))]
     return [row for _, row in sorted(scored, reverse=True)[:n]]
 
 
@@ -289,14 +319,22 @@ def main() -> None:
     parser.add_argument("--base", choices=list(BASES), action="append")
     parser.add_argument("--rows", help="comma-separated subset of: base," + ",".join(ROWS))
     parser.add_argument("--best-seeds", type=int, metavar="N", help="also run seeds 43 and 44 for the N best rows")
+    parser.add_argument("--seeds", help="with --rows: run exactly these seeds (comma-separated) for those rows, "
+                                        "e.g. two processes side by side, one row each")
+    parser.add_argument("--pairs", type=int, default=PAIRS,
+                        help=f"training rows per run (default {PAIRS}); a larger budget is its own table, "
+                             "and a data set with fewer rows is skipped")
     parser.add_argument("--table", action="store_true", help="only rebuild the table")
     args = parser.parse_args()
     if not args.table:
         for base in args.base or list(BASES):
             rows = args.rows.split(",") if args.rows else ["base", *ROWS]
-            run(base, rows, [SEEDS[0]])
+            if args.seeds:
+                run(base, rows, [int(s) for s in args.seeds.split(",")], args.pairs)
+                continue
+            run(base, rows, [SEEDS[0]], args.pairs)
             if args.best_seeds:
-                run(base, best_rows(base, args.best_seeds), list(SEEDS[1:]))
+                run(base, best_rows(base, args.best_seeds, args.pairs), list(SEEDS[1:]), args.pairs)
     build_table()
     print((RESULTS / "training.md").read_text())
 
