@@ -108,6 +108,14 @@ def result_folder(base: str, row: str, seed: int, pairs: int = PAIRS) -> Path:
     return RESULTS / "training" / budget_folder(base, pairs) / row / f"seed{seed}"
 
 
+def train_settings(base: str, pairs: int) -> list[str]:
+    """The base's `--set` overrides; a larger budget keeps about four dev checks (and RFD checkpoints) per run."""
+    settings = BASES[base][1]
+    if pairs == PAIRS:
+        return list(settings)
+    return [s for s in settings if not s.startswith("eval_steps=")] + [f"eval_steps={max(1, pairs // BATCH // 4)}"]
+
+
 def has_enough_rows(row: str, pairs: int) -> bool:
     """A budget larger than a data set is skipped rather than silently repeated (the filtered set keeps 857)."""
     if row == "base":
@@ -126,13 +134,12 @@ def train(base: str, row: str, seed: int, pairs: int = PAIRS) -> None:
         for name in ("llmcse_training.json", "train_seconds.txt"):
             shutil.copy(out / name, keep / name)
         return
-    model, settings, _ = BASES[base]
+    model = BASES[base][0]
     recipe, data = ROWS[row]
-    sets = [*settings, f"max_examples={pairs}", f"batch_size={BATCH}", "epochs=1", f"seed={seed}", "resume=true",
+    sets = [*train_settings(base, pairs), f"max_examples={pairs}", f"batch_size={BATCH}", "epochs=1", f"seed={seed}",
+            "resume=true",
             # every checkpoint of seed 42 stays for the RFD trajectory
             f"keep_checkpoints={0 if seed == SEEDS[0] else 1}"]
-    if pairs != PAIRS:  # about four dev checks (and RFD checkpoints) per run, as at the default budget
-        sets.append(f"eval_steps={max(1, pairs // BATCH // 4)}")
     t0 = time.time()
     llmcse("train", "--recipe", recipe, "--data", str(data_path(data)), "--base", model, "--out", str(out),
            *[a for s in sets for a in ("--set", s)])
@@ -258,7 +265,8 @@ def build_table() -> dict:
              "RFD (NGCSE): mean over checkpoints of train minus eval (STS-B dev pairs scored >= 4) alignment / uniformity; "
              "larger RFD alignment = training positives harder to pull together than the eval positives.", ""]
     for (base, pairs), rows in summary.items():
-        model, settings, dtype = BASES[base]
+        model, _, dtype = BASES[base]
+        settings = train_settings(base, pairs)
         budget = "" if pairs == PAIRS else f", {pairs:,} training rows ({pairs // BATCH} steps)"
         lines += [f"## Base: {model}{budget}", "", f"Train settings: `{' '.join(settings)}`; eval dtype {dtype or 'float32'}.", "",
                   "| row | data | STS avg | STS-B | transfer avg | RFD align | RFD unif | dev before → after | masked FN | seeds | train s |",

@@ -250,3 +250,22 @@ def test_checkpointing_arguments_use_the_name_this_transformers_has():
     assert checkpointing_args(New, True) == {"activation_checkpointing": True,
                                              "activation_checkpointing_kwargs": {"use_reentrant": False}}
     assert checkpointing_args(New, False) == {}
+
+
+def test_warmup_arguments_use_the_name_this_transformers_has():
+    import dataclasses
+
+    from llmcse.train.run import warmup_args
+
+    @dataclasses.dataclass
+    class V4:  # warmup_steps counts steps; the fraction goes in warmup_ratio
+        warmup_steps: int = 0
+        warmup_ratio: float = 0.0
+
+    @dataclasses.dataclass
+    class V5(V4):  # warmup_steps below 1 is the fraction; warmup_ratio deprecated
+        warmup_steps: float = 0
+
+    assert warmup_args(V4, 0.1) == {"warmup_ratio": 0.1}
+    assert warmup_args(V5, 0.1) == {"warmup_steps": 0.1}
+    assert warmup_args(V5, 0.0) == {}  # no warmup: pass nothing, so no deprecation warning

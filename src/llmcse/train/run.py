@@ -85,6 +85,17 @@ def checkpointing_args(args_class, enabled: bool) -> dict:
     return {prefix: True, f"{prefix}_kwargs": {"use_reentrant": False}}
 
 
+def warmup_args(args_class, ratio: float) -> dict:
+    """Trainer arguments for a warmup given as a fraction of the steps: transformers v5 takes it as a
+    float ``warmup_steps`` and deprecates ``warmup_ratio``; v4 only has ``warmup_ratio``."""
+    if not ratio:
+        return {}
+    fields = {f.name: f for f in dataclasses.fields(args_class)}
+    if "warmup_ratio" not in fields or fields["warmup_steps"].type in (float, "float"):
+        return {"warmup_steps": ratio}
+    return {"warmup_ratio": ratio}
+
+
 def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     """Train, keep the best STS-B dev checkpoint, save it to ``cfg.out``; return a summary."""
     import torch
@@ -132,13 +143,14 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation,
-        learning_rate=cfg.lr, warmup_ratio=cfg.warmup_ratio, seed=cfg.seed, data_seed=cfg.seed,
+        learning_rate=cfg.lr, seed=cfg.seed, data_seed=cfg.seed,
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # a duplicate text in a batch would be a false negative
         eval_strategy="steps", eval_steps=cfg.eval_steps, save_strategy="steps", save_steps=cfg.eval_steps,
         save_total_limit=cfg.keep_checkpoints or None, load_best_model_at_end=True, metric_for_best_model="eval_dev_spearman_cosine",
         greater_is_better=True, logging_steps=cfg.logging_steps or max(1, min(cfg.eval_steps, 50)), report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
         **checkpointing_args(SentenceTransformerTrainingArguments, cfg.gradient_checkpointing),
+        **warmup_args(SentenceTransformerTrainingArguments, cfg.warmup_ratio),
         # gathering candidates across processes needs the same batch size on every process
         dataloader_drop_last=processes > 1,
         # torchrun on CPU-only machines: accelerate sets up gloo data parallelism only when told it
