@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from llmcse.cli import main
 from llmcse.errors import DataFormatError
-from llmcse.train.data import read_rows
+from llmcse.train.data import COLUMNS, read_rows, to_dataset
 
 
 def test_recipe_defaults_and_set_overrides_resolve(capsys):
@@ -19,6 +21,16 @@ def test_recipe_defaults_and_set_overrides_resolve(capsys):
     assert (cfg["false_negative_threshold"], cfg["max_steps"], cfg["lr"]) == (0.95, 5, 1e-4)
     assert main(["train", "--recipe", "sup-simcse", "--data", "x", "--out", "o", "--set", "epoch=2", "--dry-run"]) == 2
     assert "Did you mean 'epochs'" in capsys.readouterr().err
+
+
+def test_training_columns_do_not_trip_the_column_order_warning(caplog):
+    from sentence_transformers.base.data_collator import BaseDataCollator
+
+    for kind in COLUMNS:
+        dataset = to_dataset([tuple(f"text {i}" for i in range(len(COLUMNS[kind])))], kind)
+        with caplog.at_level(logging.WARNING):
+            BaseDataCollator.maybe_warn_about_column_order(SimpleNamespace(_warned_columns=set()), dataset.column_names)
+        assert "usually expected at index" not in caplog.text, kind
 
 
 def test_generated_records_missing_a_field_name_file_and_line(tmp_path):

@@ -13,7 +13,8 @@ from llmcse.utils.jsonl import read_jsonl
 COLUMNS = {
     "unlabeled": ["anchor", "positive"],  # the same sentence twice: dropout makes the two views (unsup SimCSE)
     "triplets": ["anchor", "positive", "negative"],
-    "sts3": ["anchor", "positive", "intermediate", "negative"],
+    # not "negative": sentence-transformers warns when a column of that name is not third (it is fourth here)
+    "sts3": ["anchor", "positive", "intermediate", "hard_negative"],
 }
 
 
@@ -29,7 +30,7 @@ def read_rows(path: str | Path, kind: str) -> list[tuple[str, ...]]:
         if kind != "triplets":
             raise LlmcseError(f"{path}: a .tsv holds NLI triplets; recipe needs {kind} records (.jsonl)")
         return [tuple(t) for t in load_triplets(path)]
-    fields = ["seed", "positive", "negative"] if kind == "triplets" else ["seed", "positive", "intermediate", "negative"]
+    fields = ["seed", "positive", "negative"] if kind == "triplets" else ["seed", "positive", "intermediate", "hard_negative"]
     rows = []
     for line_no, record in enumerate(read_jsonl(path), start=1):
         missing = [f for f in fields if not isinstance(record.get(f), str) or not record[f].strip()]
