@@ -30,7 +30,7 @@ def read_rows(path: str | Path, kind: str) -> list[tuple[str, ...]]:
         if kind != "triplets":
             raise LlmcseError(f"{path}: a .tsv holds NLI triplets; recipe needs {kind} records (.jsonl)")
         return [tuple(t) for t in load_triplets(path)]
-    fields = ["seed", "positive", "negative"] if kind == "triplets" else ["seed", "positive", "intermediate", "hard_negative"]
+    fields = ["seed", "positive", "negative"] if kind == "triplets" else ["seed", "positive", "intermediate", "negative"]
     rows = []
     for line_no, record in enumerate(read_jsonl(path), start=1):
         missing = [f for f in fields if not isinstance(record.get(f), str) or not record[f].strip()]
