@@ -149,7 +149,7 @@ def train(base: str, row: str, seed: int, pairs: int = PAIRS) -> None:
         shutil.copy(out / name, keep / name)
 
 
-def evaluate(base: str, row: str, seed: int, pairs: int = PAIRS) -> None:
+def evaluate(base: str, row: str, seed: int, pairs: int = PAIRS, workers: int = 1) -> None:
     keep = result_folder(base, row, seed, pairs)
     if (keep / "eval" / "results.json").is_file():
         return
@@ -158,18 +158,51 @@ def evaluate(base: str, row: str, seed: int, pairs: int = PAIRS) -> None:
         combine_results(BASE_RESULTS[base], keep / "eval" / "results.json")
         return
     target = model if row == "base" else str(run_folder(base, row, seed, pairs))
-    llmcse("eval", "--model", target, "--tasks", "sts,transfer", "--transfer-max-examples", str(TRANSFER_MAX_EXAMPLES),
-           *(["--dtype", dtype] if dtype else []), "--output-dir", str(keep / "eval"))
+    args = ["eval", "--model", target, "--transfer-max-examples", str(TRANSFER_MAX_EXAMPLES),
+            *(["--dtype", dtype] if dtype else [])]
+    if workers == 1:
+        llmcse(*args, "--tasks", "sts,transfer", "--output-dir", str(keep / "eval"))
+        return
+    # the same tasks split over processes (a task's numbers do not depend on the others), then one result
+    parts = [keep / "eval" / f"part{i}" for i in range(workers)]
+    commands = [[sys.executable, "-m", "llmcse.cli", "-q", *args, "--tasks", ",".join(tasks), "--output-dir", str(part)]
+                for tasks, part in zip(split_tasks(workers), parts)]
+    for command in commands:
+        print("$ llmcse " + " ".join(command[4:]), flush=True)
+    processes = [subprocess.Popen(command) for command in commands]
+    if any([process.wait() != 0 for process in processes]):  # a list: wait for every part before judging
+        sys.exit(f"an eval part failed; see the output above ({keep / 'eval'})")
+    combine_results([part / "results.json" for part in parts], keep / "eval" / "results.json")
+
+
+# rough pairs per STS test set, to balance eval processes (a transfer task capped at 1,000 rows counts 1,000)
+TASK_SIZES = {"sick": 4927, "sts14": 3750, "sts12": 3108, "sts15": 3000, "sts13": 1500, "stsb": 1379, "sts16": 1186}
+
+
+def split_tasks(workers: int) -> list[list[str]]:
+    """The STS and transfer tasks in `workers` groups of about equal size (largest first, each to the lightest)."""
+    from llmcse.eval.run import GROUPS
+
+    groups: list[list[str]] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for task in sorted([*GROUPS["sts"], *GROUPS["transfer"]], key=lambda t: -TASK_SIZES.get(t, 1000)):
+        lightest = load.index(min(load))
+        groups[lightest].append(task)
+        load[lightest] += TASK_SIZES.get(task, 1000)
+    return groups
 
 
 def combine_results(parts: list[Path], out: Path) -> None:
-    """One eval results.json from several (tasks and averages side by side), naming its sources."""
-    combined: dict = {"tasks": {}, "averages": {}, "combined_from": [str(p.relative_to(REPO)) for p in parts]}
+    """One eval results.json from several: their tasks side by side, group averages recomputed over all of
+    them (a part may hold half a group), and the sources named."""
+    from llmcse.eval.run import compute_averages
+
+    combined: dict = {"tasks": {}, "combined_from": [str(p.relative_to(REPO)) for p in parts]}
     for part in parts:
         result = json.loads(part.read_text())
         combined["tasks"].update(result["tasks"])
-        combined["averages"].update(result["averages"])
         combined.setdefault("dtype", result.get("dtype"))
+    combined["averages"] = compute_averages(combined["tasks"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(combined, indent=2) + "\n")
 
@@ -192,7 +225,7 @@ def drop_checkpoints(base: str, row: str, seed: int, pairs: int = PAIRS) -> None
         shutil.rmtree(out / "checkpoints")
 
 
-def run(base: str, rows: list[str], seeds: list[int], pairs: int = PAIRS) -> None:
+def run(base: str, rows: list[str], seeds: list[int], pairs: int = PAIRS, eval_workers: int = 1) -> None:
     for seed in seeds:
         for row in rows:
             if not has_enough_rows(row, pairs):
@@ -200,7 +233,7 @@ def run(base: str, rows: list[str], seeds: list[int], pairs: int = PAIRS) -> Non
                 continue
             print(f"[{base} / {pairs} pairs / {row} / seed {seed}]", flush=True)
             train(base, row, seed, pairs)
-            evaluate(base, row, seed, pairs)
+            evaluate(base, row, seed, pairs, eval_workers)
             rfd(base, row, seed, pairs)
             drop_checkpoints(base, row, seed, pairs)
         build_table()
@@ -332,17 +365,19 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=PAIRS,
                         help=f"training rows per run (default {PAIRS}); a larger budget is its own table, "
                              "and a data set with fewer rows is skipped")
+    parser.add_argument("--eval-workers", type=int, default=1, metavar="N",
+                        help="evaluate each model in N processes, the tasks split between them (one per free core)")
     parser.add_argument("--table", action="store_true", help="only rebuild the table")
     args = parser.parse_args()
     if not args.table:
         for base in args.base or list(BASES):
             rows = args.rows.split(",") if args.rows else ["base", *ROWS]
             if args.seeds:
-                run(base, rows, [int(s) for s in args.seeds.split(",")], args.pairs)
+                run(base, rows, [int(s) for s in args.seeds.split(",")], args.pairs, args.eval_workers)
                 continue
-            run(base, rows, [SEEDS[0]], args.pairs)
+            run(base, rows, [SEEDS[0]], args.pairs, args.eval_workers)
             if args.best_seeds:
-                run(base, best_rows(base, args.best_seeds, args.pairs), list(SEEDS[1:]), args.pairs)
+                run(base, best_rows(base, args.best_seeds, args.pairs), list(SEEDS[1:]), args.pairs, args.eval_workers)
     build_table()
     print((RESULTS / "training.md").read_text())
 
