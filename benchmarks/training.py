@@ -336,6 +336,7 @@ def build_table() -> dict:
     lines += ["## Commands", "", "```bash", "python benchmarks/training.py --base minilm",
               "python benchmarks/training.py --base minilm --best-seeds 2", "python benchmarks/training.py --base smollm2",
               "python benchmarks/training.py --base smollm2 --pairs 2560 --rows base,unsup-simcse,sup-simcse,synth-nli,ngcse",
+              "python benchmarks/training.py --base smollm2 --pairs 2560 --rows sup-simcse,ngcse --seeds 43,44  # --eval-workers 2 on a free core",
               "```", "Each run's exact `llmcse train/eval/rfd` commands are printed by the script; the settings are above."]
     notes = RESULTS / "training_notes.md"
     if notes.is_file():
