@@ -121,3 +121,28 @@ def test_raw_checkpoint_with_a_chat_template_embeds_the_plain_sentence(raw_decod
     with torch.no_grad():
         expected = hf(**ids).last_hidden_state[0, -1].numpy()
     np.testing.assert_allclose(model.encode(["the dog barks"])[0], expected, atol=1e-5)
+
+
+def test_a_converted_folder_published_by_another_process_first_is_kept(tmp_path):
+    """Two runs started together both convert the GGUF file; the loser keeps the winner's copy."""
+    from llmcse.embed.models import publish_dir
+
+    out = tmp_path / "converted" / "model-abc"
+    winner, loser = tmp_path / "converted" / "model-abc.tmp-1", tmp_path / "converted" / "model-abc.tmp-2"
+    for folder, text in ((winner, "winner"), (loser, "loser")):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(text)
+    assert publish_dir(winner, out) == out
+    assert publish_dir(loser, out) == out
+    assert (out / "config.json").read_text() == "winner" and not loser.exists() and not winner.exists()
+
+
+def test_a_failed_publish_without_a_finished_copy_is_not_hidden(tmp_path):
+    from llmcse.embed.models import publish_dir
+
+    out = tmp_path / "model-abc"
+    (out / "partial").mkdir(parents=True)  # a non-empty folder with no config.json: not a finished copy
+    tmp = tmp_path / "model-abc.tmp-1"
+    tmp.mkdir()
+    with pytest.raises(OSError):
+        publish_dir(tmp, out)

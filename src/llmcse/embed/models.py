@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,11 +91,22 @@ def convert_gguf(gguf_path: Path) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    # A private temporary folder per process: two runs started together (two training jobs, or
+    # eval workers) each convert, and neither may write into or publish the other's half-written copy.
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    tmp.rename(out)
+    return publish_dir(tmp, out)
+
+
+def publish_dir(tmp: Path, out: Path) -> Path:
+    """Move a finished folder into place atomically; if another process got there first, keep theirs."""
+    try:
+        tmp.rename(out)
+    except OSError:
+        if not (out / "config.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
