@@ -87,10 +87,14 @@ def data_path(spec: str) -> Path:
     return path
 
 
+def llmcse_command(*args: str) -> list[str]:
+    """The command line for `llmcse ARGS` in this interpreter, echoed as it will run."""
+    print("$ llmcse " + " ".join(args), flush=True)
+    return [sys.executable, "-m", "llmcse.cli", "-q", *args]
+
+
 def llmcse(*args: str) -> None:
-    cmd = [sys.executable, "-m", "llmcse.cli", "-q", *args]
-    print("$ llmcse " + " ".join(args[:]), flush=True)
-    subprocess.run(cmd, check=True)
+    subprocess.run(llmcse_command(*args), check=True)
 
 
 def budget_folder(base: str, pairs: int) -> Path:
@@ -165,10 +169,8 @@ def evaluate(base: str, row: str, seed: int, pairs: int = PAIRS, workers: int = 
         return
     # the same tasks split over processes (a task's numbers do not depend on the others), then one result
     parts = [keep / "eval" / f"part{i}" for i in range(workers)]
-    commands = [[sys.executable, "-m", "llmcse.cli", "-q", *args, "--tasks", ",".join(tasks), "--output-dir", str(part)]
+    commands = [llmcse_command(*args, "--tasks", ",".join(tasks), "--output-dir", str(part))
                 for tasks, part in zip(split_tasks(workers), parts)]
-    for command in commands:
-        print("$ llmcse " + " ".join(command[4:]), flush=True)
     processes = [subprocess.Popen(command) for command in commands]
     if any([process.wait() != 0 for process in processes]):  # a list: wait for every part before judging
         sys.exit(f"an eval part failed; see the output above ({keep / 'eval'})")
