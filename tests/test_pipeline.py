@@ -117,12 +117,12 @@ def test_retrieval_recipe_expands_filters_sweeps_and_reports(tmp_path, topics_da
     common = ["-q", "run", str(recipe), "--out", str(run_dir), "--data-dir", str(topics_data_dir)]
     assert main(common) == 0
     printed = capsys.readouterr().out
-    assert "| plain |" in printed and "(chosen on tune)" in printed
+    assert "| plain " in printed and "(chosen on tune)" in printed
     assert len((run_dir / "expansions.jsonl").read_text().splitlines()) == 12
     settings = [r["setting"] for r in json.loads((run_dir / "sweep" / "sweep.json").read_text())["settings"]]
     assert settings == ["plain", "raw 1,1,0", "raw mean", "filtered 1,1,0", "filtered mean"]
     report = (run_dir / "report.md").read_text()
-    for section in ("## Synthetic queries and keywords", "Round-trip filter", "## Retrieval", "| plain |"):
+    for section in ("## Synthetic queries and keywords", "Round-trip filter", "## Retrieval", "| plain "):
         assert section in report
     assert main(common + ["--set", "sweep.weights=1,0,1", "--dry-run"]) == 0
     assert _plan(capsys) == {"expand": "skip", "filter-expansions": "skip", "sweep": "run"}

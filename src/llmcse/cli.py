@@ -45,8 +45,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    "eval takes several (mean,last) sharing one forward pass")
     p.add_argument("--device", help="cuda, mps or cpu (default: auto)")
     _add_embedder_dtype(p)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-seq-length", type=int, help="truncate inputs to this many tokens")
+    from llmcse.utils.validate import positive_int
+
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--max-seq-length", type=positive_int, help="truncate inputs to this many tokens")
 
 
 def cmd_data_list(args: argparse.Namespace) -> int:
@@ -67,8 +69,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model=args.model, tasks=args.tasks, data_dir=args.data_dir, pooling=args.pooling, device=args.device,
         dtype=args.dtype, batch_size=args.batch_size, max_seq_length=args.max_seq_length, seed=args.seed,
         expansions=args.expansions, expansion_weights=args.expansion_weights,
-        transfer_max_examples=args.transfer_max_examples,
+        transfer_max_examples=args.transfer_max_examples, multirep=args.multirep,
     )
+    if args.multirep:
+        from llmcse.retrieval.multirep import MultiRepSpec
+
+        if MultiRepSpec.parse(args.multirep).uses_expansions and not args.expansions:
+            raise LlmcseError(f"--multirep {args.multirep}: synthetic queries as units need --expansions")
+        if args.model.lower() == "bm25":
+            raise LlmcseError("--multirep works with dense models, not bm25")
     if args.expansions and args.model.lower() == "bm25":
         raise LlmcseError("--expansions works with dense models (documents become averaged vectors), not bm25")
     if args.dry_run:
@@ -90,11 +99,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from llmcse.embed.encode import progress_enabled
-    from llmcse.embed.files import read_texts, write_embeddings
+    from llmcse.embed.files import check_output_path, read_texts, write_embeddings
     from llmcse.embed.models import load_embedder
 
     if args.pooling and "," in args.pooling:
         raise LlmcseError("embed takes one pooling (several are for eval)")
+    check_output_path(args.output)  # before the model loads and the texts are encoded, not after
     ids, texts = read_texts(args.input, field=args.field)
     model = load_embedder(args.model, pooling=args.pooling, device=args.device, dtype=args.dtype,
                           max_seq_length=args.max_seq_length)
@@ -112,11 +122,14 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from llmcse.llm import check_llm_spec
     from llmcse.synth.generate import GenerateConfig, run_generate
 
     cfg = GenerateConfig(recipe=args.prompts or args.recipe, seeds=args.seeds, llm=args.llm, out=args.out, n=args.n,
                          max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                         seed=args.seed, max_attempts=args.max_attempts, chunk_size=args.chunk_size)
+                         seed=args.seed, max_attempts=args.max_attempts, chunk_size=args.chunk_size,
+                         request_timeout=args.request_timeout, max_retries=args.max_retries)
+    check_llm_spec(args.llm)  # before anything is loaded or written: a bad spec is a one-line error
     if args.dry_run:
         print(json.dumps(asdict(cfg), indent=2))
         return 0
@@ -138,7 +151,8 @@ def cmd_filter(args: argparse.Namespace) -> int:
     from llmcse.synth.filter import FilterConfig, report_path, run_filter
 
     cfg = FilterConfig(input=args.input, out=args.out, llm=None if args.no_llm else args.llm, t_pos=args.t_pos,
-                       t_neg=args.t_neg, scoring=args.scoring, quantile=args.quantile)
+                       t_neg=args.t_neg, scoring=args.scoring, quantile=args.quantile,
+                       request_timeout=args.request_timeout, max_retries=args.max_retries)
     llm = None if args.no_llm else _load_llm_for_cli(args)
     r = run_filter(cfg, llm=llm)
     print(f"kept {r['kept']} of {r['total']} ({r['kept_fraction']}); dropped by reason: "
@@ -160,16 +174,24 @@ def _load_llm_for_cli(args: argparse.Namespace):
     if args.llm.startswith("hf:"):
         options = {"batch_size": args.llm_batch_size, "dtype": args.dtype}
     elif args.llm.startswith("openai:"):
-        options = {"concurrency": args.concurrency}
+        options = {"concurrency": args.concurrency, "timeout": args.request_timeout, "max_retries": args.max_retries}
     return load_llm(args.llm, **options)
 
 
 def cmd_serve_llm(args: argparse.Namespace) -> int:
-    from llmcse.llm import load_llm
-    from llmcse.llm.server import make_server
+    import os
 
+    from llmcse.llm import load_llm
+    from llmcse.llm.server import ServerLimits, check_exposure, listen, make_server
+
+    api_key = args.api_key or os.environ.get("LLMCSE_API_KEY") or None
+    check_exposure(args.host, api_key)  # host, key and port first: loading a model takes a while
+    sock = listen(args.host, args.port)
     llm = load_llm(args.llm, batch_size=args.max_batch, dtype=args.dtype) if args.llm.startswith("hf:") else load_llm(args.llm)
-    server = make_server(llm, host=args.host, port=args.port, model_name=args.model_name, max_batch=args.max_batch)
+    limits = ServerLimits(max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
+                          max_tokens=args.max_tokens, request_timeout=args.request_timeout)
+    server = make_server(llm, host=args.host, model_name=args.model_name, max_batch=args.max_batch,
+                         max_wait_ms=args.max_wait_ms, limits=limits, api_key=api_key, sock=sock)
     host, port = server.server_address[:2]
     print(f"serving {llm.spec} at http://{host}:{port}/v1 (model name {args.model_name or llm.spec}); Ctrl-C stops",
           flush=True)
@@ -187,6 +209,14 @@ def _add_llm_options(p: argparse.ArgumentParser) -> None:
                    help="hf:<path-or-id> (local), openai:<base-url>#<model> (server), fake: (tests)")
     p.add_argument("--llm-batch-size", type=int, default=32, help="prompts per batch for hf: back ends")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight for openai: back ends")
+    from llmcse.llm.openai_http import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+    from llmcse.utils.validate import non_negative_int, positive_float
+
+    p.add_argument("--request-timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"openai: seconds per request attempt (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--max-retries", type=non_negative_int, default=DEFAULT_MAX_RETRIES,
+                   help=f"openai: further attempts after a timeout, connection error, 429/5xx or a malformed answer; "
+                        f"then the run stops (default {DEFAULT_MAX_RETRIES})")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="hf: back ends (auto: bf16 where fast)")
 
 
@@ -205,6 +235,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune_generator(args: argparse.Namespace) -> int:
+    from llmcse.train.tune_generator import TuneConfig, tune_generator
+
+    cfg = TuneConfig(data=args.data, out=args.out, base=args.base, epochs=args.epochs, max_steps=args.max_steps,
+                     lr=args.lr, lora_r=args.lora_r, batch_size=args.batch_size,
+                     gradient_accumulation=args.gradient_accumulation, max_length=args.max_length, seed=args.seed,
+                     dtype=args.dtype, logging_steps=args.logging_steps, save_steps=args.save_steps, device=args.device)
+    r = tune_generator(cfg)
+    resumed = f" (resumed at step {r['steps'] - r['steps_this_run']})" if r["resumed_from"] else ""
+    print(f"tuned {cfg.base} on {r['examples']} pairs ({r['dropped_too_long']} over {cfg.max_length} tokens left out): "
+          f"{r['steps']} steps{resumed}, loss {r['first_loss']:.3f} -> {r['final_loss']:.3f}; this run "
+          f"{r['steps_this_run']} steps in {r['seconds_this_run']} s, {r['tokens_seen']} tokens seen in all")
+    print(f"model: {cfg.out} (use --llm hf:{cfg.out}); report: {Path(cfg.out) / 'tune_generator.json'}")
+    return 0
+
+
+def cmd_self_instruct_pairs(args: argparse.Namespace) -> int:
+    from llmcse.train.tune_generator import write_expansion_pairs
+
+    r = write_expansion_pairs(args.corpus, args.expansions, args.kept, args.out, prompts=args.prompts,
+                              max_doc_tokens=args.max_doc_tokens, tokenizer=args.tokenizer, queries=args.queries,
+                              keywords=args.keywords, demos=args.demos)
+    print(f"{r['pairs']} training pairs ({r['query_pairs']} queries, {r['keyword_pairs']} keyword lists) from "
+          f"{r['documents']} documents, prompts of {r['template']}{'' if r['demos'] else ' without demos'}: {args.out}")
+    return 0
+
+
 def cmd_expand(args: argparse.Namespace) -> int:
     from llmcse.retrieval.expand import ExpandConfig, run_expand
     from llmcse.utils.shards import parse_shard, spawn_workers, without_option
@@ -212,7 +269,8 @@ def cmd_expand(args: argparse.Namespace) -> int:
     cfg = ExpandConfig(corpus=args.corpus, out=args.out, llm=args.llm, queries=args.queries, keywords=args.keywords,
                        prompts=args.prompts, max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
                        keyword_max_new_tokens=args.keyword_max_new_tokens, temperature=args.temperature, seed=args.seed,
-                       chunk_size=args.chunk_size, n=args.n, tokenizer=args.tokenizer, shard_size=args.shard_size)
+                       chunk_size=args.chunk_size, n=args.n, tokenizer=args.tokenizer, shard_size=args.shard_size,
+                       request_timeout=args.request_timeout, max_retries=args.max_retries)
     shard = parse_shard(args.shard)
     if args.workers > 1:  # N processes each take every N-th shard; this one then folds their files together
         spawn_workers(without_option(args.raw_argv, "--workers"), args.workers, Path(args.out + ".shards") / "logs")
@@ -260,17 +318,19 @@ def cmd_sweep_expansions(args: argparse.Namespace) -> int:
         files[name] = path
     result = run_sweep(args.model, args.task, files, args.weights or ["1,1,0", "1,0,1", "1,1,1", "mean"], args.output_dir,
                        data_dir=args.data_dir, tune_fraction=args.tune_fraction, device=args.device, dtype=args.dtype,
-                       bm25=args.bm25)
+                       bm25=args.bm25, multirep=args.multirep)
     print((Path(args.output_dir) / "sweep.md").read_text(encoding="utf-8"))
-    print(f"chosen on the tune queries: {result['chosen']}; results: {Path(args.output_dir) / 'sweep.json'}")
+    print(f"chosen on the tune queries (plain and BM25 among the candidates): {result['chosen']}; "
+          f"results: {Path(args.output_dir) / 'sweep.json'}")
     return 0
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from llmcse.retrieval.index import build_index
+    from llmcse.retrieval.index import build_index, check_index_folder
     from llmcse.utils.shards import parse_shard, spawn_workers, without_option
 
     shard = parse_shard(args.shard)
+    check_index_folder(args.out)  # before the workers write their logs into it
     if args.workers > 1:  # N processes each take every N-th shard; this one then assembles
         spawn_workers(without_option(args.raw_argv, "--workers"), args.workers, Path(args.out) / "logs")
     meta = build_index(args.model, args.corpus, args.out, expansions=args.expansions, weights=args.expansion_weights,
@@ -407,17 +467,23 @@ def build_parser() -> argparse.ArgumentParser:
     data_list.set_defaults(func=cmd_data_list)
     data.set_defaults(func=lambda a: (data.print_help(), 0)[1])
 
+    from llmcse.utils.validate import positive_int
+
     ev = sub.add_parser("eval", help="evaluate a model on STS, transfer, retrieval and geometry tasks",
                         epilog=EPILOG_EVAL, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_options(ev)
-    ev.add_argument("--tasks", default="sts", help="comma-separated tasks or groups (default: sts)")
+    ev.add_argument("--tasks", default="sts", help="comma-separated tasks or groups (default: sts); a name that two "
+                    "data folders hold is qualified by its folder: sts/NAME, transfer/NAME, beir/NAME")
     ev.add_argument("--output-dir", help="write results.json and results.md here")
     ev.add_argument("--seed", type=int, default=1111, help="seed for transfer-task folds")
-    ev.add_argument("--transfer-max-examples", type=int, metavar="N",
+    ev.add_argument("--transfer-max-examples", type=positive_int, metavar="N",
                     help="cap each transfer split at N rows (seeded sample): a quick probe to compare many models")
     ev.add_argument("--expansions", help="retrieval: index documents with their synthetic queries/keywords (llmcse expand)")
     ev.add_argument("--expansion-weights", default="1,1,1",
                     help="w_doc,w_queries,w_keywords for the document vector, or 'mean' (default 1,1,1)")
+    ev.add_argument("--multirep", metavar="UNITS[:MIX]",
+                    help="retrieval: a document = several vectors, scored by the max: sent or pass [+doc] [+queries "
+                         "(needs --expansions)], ':0.3' mixes in the whole-document cosine (e.g. sent+doc+queries)")
     ev.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     _add_data_dir(ev)
     ev.set_defaults(func=cmd_eval)
@@ -443,13 +509,15 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--prompts", help="a prompt template .toml (copy src/llmcse/synth/templates/*.toml)")
     ge.add_argument("--seeds", required=True, help=".txt (one per line), .jsonl (text) or .tsv (sentence)")
     ge.add_argument("--out", required=True, help="output JSONL (rejected seeds go to <out>.rejected.jsonl)")
-    ge.add_argument("--n", type=int, help="use the first N usable unique seeds")
-    ge.add_argument("--max-new-tokens", type=int, default=48)
-    ge.add_argument("--temperature", type=float, default=0.8)
-    ge.add_argument("--top-p", type=float, default=0.95)
+    from llmcse.utils.validate import non_negative_float, positive_int, probability
+
+    ge.add_argument("--n", type=positive_int, help="use the first N usable unique seeds")
+    ge.add_argument("--max-new-tokens", type=positive_int, default=48)
+    ge.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 is greedy")
+    ge.add_argument("--top-p", type=probability, default=0.95, help="nucleus sampling, in (0, 1]")
     ge.add_argument("--seed", type=int, default=1234, help="sampling seed")
-    ge.add_argument("--max-attempts", type=int, default=3, help="tries per field before a seed is rejected")
-    ge.add_argument("--chunk-size", type=int, default=64, help="seeds per durable write")
+    ge.add_argument("--max-attempts", type=positive_int, default=3, help="tries per field before a seed is rejected")
+    ge.add_argument("--chunk-size", type=positive_int, default=64, help="seeds per durable write")
     ge.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     _add_llm_options(ge)
     ge.set_defaults(func=cmd_generate)
@@ -471,16 +539,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_llm_options(fi)
     fi.set_defaults(func=cmd_filter)
 
+    from llmcse.utils.validate import int_at_least, non_negative_float, positive_float, positive_int
+
     se = sub.add_parser("serve-llm", help="serve a local LLM over an OpenAI-compatible HTTP API (batched)",
                         epilog="example:\n  llmcse serve-llm --llm hf:SmolLM2-135M-Instruct --port 8000\n"
-                               "  llmcse generate --llm openai:http://127.0.0.1:8000/v1#smollm2 ...",
+                               "  llmcse generate --llm openai:http://127.0.0.1:8000/v1#smollm2 ...\n"
+                               "off this machine (--host 0.0.0.0) clients need a key: --api-key or $LLMCSE_API_KEY",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     se.add_argument("--llm", default="hf:SmolLM2-135M-Instruct")
     se.add_argument("--host", default="127.0.0.1")
-    se.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    se.add_argument("--port", type=int_at_least(0), default=8000, help="0 picks a free port")
     se.add_argument("--model-name", help="name clients use (default: the spec)")
-    se.add_argument("--max-batch", type=int, default=32, help="concurrent requests generated together")
+    se.add_argument("--max-batch", type=positive_int, default=32, help="concurrent requests generated together")
+    se.add_argument("--max-wait-ms", type=non_negative_float, default=20.0,
+                    help="how long a request waits for others to batch with")
     se.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    se.add_argument("--api-key", help="clients must send 'Authorization: Bearer KEY' (default: $LLMCSE_API_KEY); "
+                                      "required when --host is not a loopback address")
+    se.add_argument("--max-tokens", type=positive_int, default=512,
+                    help="the most tokens one request may ask for (also its default)")
+    se.add_argument("--max-prompt-tokens", type=positive_int, default=4096, help="longer prompts get 400")
+    se.add_argument("--max-body-bytes", type=positive_int, default=1_000_000, help="larger request bodies get 413")
+    se.add_argument("--request-timeout", type=positive_float, default=300.0,
+                    help="seconds until a request that got no answer gets 504")
     se.set_defaults(func=cmd_serve_llm)
 
     tr = sub.add_parser("train", help="contrastive training recipes on the sentence-transformers Trainer",
@@ -498,6 +579,51 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     _add_data_dir(tr)
     tr.set_defaults(func=cmd_train)
+
+    tg = sub.add_parser("tune-generator", help="LoRA fine-tuning of a causal LM on (prompt, completion) pairs "
+                                               "(self-instruct); saves a merged folder for --llm hf:DIR",
+                        epilog="examples:\n  llmcse tune-generator --data runs/pairs.jsonl --out runs/gen-r1 --epochs 1\n"
+                               "  llmcse expand --llm hf:runs/gen-r1 --corpus corpus.jsonl --out runs/exp-r1.jsonl\n"
+                               "data: JSONL {\"prompt\": str or [chat messages], \"completion\": str}; loss on the "
+                               "completion only.\nResumable: rerun the same command (a larger --max-steps trains on).",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tg.add_argument("--data", required=True, help="JSONL (prompt, completion) pairs, e.g. from llmcse self-instruct-pairs")
+    tg.add_argument("--out", required=True, help="output folder (merged model + tokenizer, checkpoints/, tune_generator.json)")
+    tg.add_argument("--base", default="SmolLM2-135M-Instruct", help="causal LM: folder, hub id, bundled name or .gguf")
+    tg.add_argument("--epochs", type=float, default=1.0)
+    tg.add_argument("--max-steps", type=int, default=-1, help="> 0: train this many steps in all (overrides --epochs)")
+    tg.add_argument("--lr", type=float, default=2e-4)
+    tg.add_argument("--lora-r", type=int, default=16)
+    tg.add_argument("--batch-size", type=int, default=8)
+    tg.add_argument("--gradient-accumulation", type=int, default=1)
+    tg.add_argument("--max-length", type=int, default=512, help="pairs over this many tokens are left out (counted)")
+    tg.add_argument("--seed", type=int, default=42)
+    tg.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="the frozen base's dtype (adapters train in float32; the merged model is saved in float32)")
+    tg.add_argument("--logging-steps", type=int, default=10)
+    tg.add_argument("--save-steps", type=int, default=100, help="checkpoint every N steps (the resume points)")
+    tg.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    tg.set_defaults(func=cmd_tune_generator)
+
+    sp = sub.add_parser("self-instruct-pairs", help="training pairs from an expansion: the prompt that produced each "
+                                                    "kept query / keyword list -> that text",
+                        epilog="example:\n  llmcse self-instruct-pairs --corpus corpus.jsonl --expansions runs/exp.jsonl "
+                               "--kept runs/exp.rt.jsonl --out runs/pairs.jsonl\nPrompts are rebuilt as llmcse expand "
+                               "built them (template, truncation from <expansions>.summary.json).",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp.add_argument("--corpus", required=True, help="BEIR corpus.jsonl the expansions belong to")
+    sp.add_argument("--expansions", required=True, help="the raw llmcse expand output (round 0)")
+    sp.add_argument("--kept", help="its filtered version (llmcse filter-expansions --out): the completions "
+                                   "(default: the raw file's texts)")
+    sp.add_argument("--out", required=True, help="pairs JSONL (report: <out stem>.report.json)")
+    sp.add_argument("--prompts", help="template (default: the one the expansion used, from its summary)")
+    sp.add_argument("--max-doc-tokens", type=int, help="document truncation (default: the expansion's)")
+    sp.add_argument("--tokenizer", help="tokenizer for truncation (default: the expansion's)")
+    sp.add_argument("--no-queries", dest="queries", action="store_false", help="no query pairs")
+    sp.add_argument("--no-keywords", dest="keywords", action="store_false", help="no keyword pairs")
+    sp.add_argument("--no-demos", dest="demos", action="store_false",
+                    help="leave the template's in-context demos out of the prompts (shorter to train on)")
+    sp.set_defaults(func=cmd_self_instruct_pairs)
 
     ex = sub.add_parser("expand", help="an LLM writes synthetic queries and keywords for each document of a BEIR corpus",
                         epilog="example:\n  llmcse expand --corpus ../shared/data/beir/arguana/corpus.jsonl --n 100 "
@@ -535,12 +661,15 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--in", dest="input", required=True, help="expansions from llmcse expand")
     fe.add_argument("--out", required=True, help="filtered expansions (report: <out>.report.json)")
     fe.add_argument("--model", default="all-MiniLM-L6-v2", help="the base retriever")
-    fe.add_argument("--top-k", type=int, default=20, help="the source document must rank in this many (0: no round trip)")
+    from llmcse.utils.validate import non_negative_int, positive_int
+
+    fe.add_argument("--top-k", type=non_negative_int, default=20,
+                    help="the source document must rank in this many (0: no round trip)")
     fe.add_argument("--no-keyword-check", dest="keyword_check", action="store_false",
                     help="keep keywords as they are (default: drop meta phrases such as 'the document contains "
                          "keywords:' and function words, as llmcse expand does while generating)")
     fe.add_argument("--device", default=None)
-    fe.add_argument("--batch-size", type=int, default=64)
+    fe.add_argument("--batch-size", type=positive_int, default=64)
     _add_embedder_dtype(fe, "retriever dtype (default float32; bfloat16 ~2x faster on CPUs with bf16)")
     fe.set_defaults(func=cmd_filter_expansions)
 
@@ -555,7 +684,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--weights", action="append", help="w_doc,w_q,w_k or mean; repeatable (default 1,1,0 1,0,1 1,1,1 mean)")
     sw.add_argument("--tune-fraction", type=float, default=0.5, help="share of the queries used to choose the setting")
     sw.add_argument("--output-dir", required=True)
-    sw.add_argument("--bm25", action="store_true", help="add BM25 as a reference row (needs llmcse[bm25])")
+    sw.add_argument("--bm25", action="store_true", help="add BM25 as a row, a candidate like the others (needs llmcse[bm25])")
+    sw.add_argument("--multirep", action="append", metavar="UNITS[:MIX]",
+                    help="multi-representation rows: a document = its sentences (sent) or passages (pass) [+doc] "
+                         "[+queries: each synthetic query], scored by the max; ':0.3' mixes in the whole-document "
+                         "cosine; repeatable, e.g. --multirep sent --multirep sent+doc+queries")
     sw.add_argument("--device", default=None)
     _add_embedder_dtype(sw)
     _add_data_dir(sw)
@@ -571,19 +704,19 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--out", required=True, help="index folder (vectors.npy, docs.jsonl, index.json)")
     ix.add_argument("--expansions", help="synthetic queries/keywords per document (llmcse expand)")
     ix.add_argument("--expansion-weights", default="1,1,1", help="w_doc,w_queries,w_keywords or 'mean'")
-    ix.add_argument("--shard-size", type=int, default=10_000, help="documents embedded per shard (resumable unit)")
+    ix.add_argument("--shard-size", type=positive_int, default=10_000, help="documents embedded per shard (resumable unit)")
     parallel = ix.add_mutually_exclusive_group()
-    parallel.add_argument("--workers", type=int, default=1, help="embed shards in N local processes (one per GPU if there are N)")
+    parallel.add_argument("--workers", type=positive_int, default=1, help="embed shards in N local processes (one per GPU if there are N)")
     parallel.add_argument("--shard", metavar="K/N", help="be worker K of N (e.g. on N machines sharing --out); "
                                                           "a run without --shard assembles the index")
     ix.add_argument("--device", default=None)
-    ix.add_argument("--batch-size", type=int, default=64)
+    ix.add_argument("--batch-size", type=positive_int, default=64)
     ix.set_defaults(func=cmd_index)
 
     sr = sub.add_parser("search", help="query an index built by llmcse index")
     sr.add_argument("index", help="index folder")
     sr.add_argument("query", nargs="+", help="one or more queries")
-    sr.add_argument("-k", type=int, default=10, help="hits per query")
+    sr.add_argument("-k", type=positive_int, default=10, help="hits per query")
     sr.add_argument("--device", default=None)
     sr.set_defaults(func=cmd_search)
 
@@ -591,7 +724,8 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="example:\n  llmcse run recipes/quickstart.toml\n  llmcse run recipes/quickstart.toml "
                                "--set train.lr=3e-5 --dry-run   (shows which stages rerun)\n"
                                "  llmcse run recipes/retrieval-expansion.toml --set expand.n=500\n"
-                               "recipes: quickstart, ngcse, multicsr, prompteol-lora, retrieval-expansion (recipes/*.toml)\n"
+                               "recipes: quickstart, ngcse, multicsr, prompteol-lora, retrieval-expansion,\n"
+                               "  retrieval-self-instruct (recipes/*.toml)\n"
                                "Rerun after an interruption: finished stages are skipped, the interrupted one resumes.",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ru.add_argument("recipe", help="recipe TOML: [run] [generate] [filter] [train] [eval], or [expand] [filter_expansions] [sweep]")
@@ -662,6 +796,54 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
             sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
+def _files(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list, list]:
+    """(inputs as (option, path), output files, output folders) of a command that reads and writes files."""
+    def under(folder, *names):
+        return [Path(folder) / n for n in names] if folder else []
+
+    command = args.command
+    if command == "eval":
+        return [("--expansions", args.expansions)], under(args.output_dir, "results.json", "results.md"), []
+    if command == "embed":
+        return [("--input", args.input)], [args.output], []
+    if command == "generate":
+        return [("--seeds", args.seeds)], [args.out], []
+    if command == "filter":
+        return [("--in", args.input)], [args.out], []
+    if command == "train":
+        return [("--data", args.data)], [], [args.out]
+    if command == "expand":
+        return [("--corpus", args.corpus)], [args.out], []
+    if command == "filter-expansions":
+        return [("--corpus", args.corpus), ("--in", args.input)], [args.out], []
+    if command == "sweep-expansions":
+        return ([("--expansions", item.partition("=")[2]) for item in args.expansions if "=" in item],
+                under(args.output_dir, "sweep.json", "sweep.md"), [])
+    if command == "index":
+        from llmcse.retrieval.index import INDEX_FILES
+
+        return [("--corpus", args.corpus), ("--expansions", args.expansions)], under(args.out, *INDEX_FILES), []
+    if command == "search":  # search_index checks its folder itself: it can tell a build killed mid-swap
+        return [], [], []
+    if command == "rfd":
+        return ([("--data", d) for d in args.data] + [("--model-dir", m) for m in args.model_dir or []],
+                under(args.output_dir, "rfd.json", "rfd.md", "rfd.png"), [])
+    if command == "icl-search":
+        return [("--candidates", args.candidates)], [], [args.out]
+    return [], [], []
+
+
+def _check_files(args: argparse.Namespace) -> None:
+    """Before a command does anything: every input exists (a missing one is never read as empty) and
+    no output would overwrite an input or a file beside it (``filter --in g.jsonl --out g.jsonl``)."""
+    from llmcse.utils.safety import refuse_overwriting_inputs, require_input
+
+    inputs, outputs, folders = _files(args)
+    for option, path in inputs:
+        require_input(path, option)
+    refuse_overwriting_inputs([path for _, path in inputs], outputs, folders)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -671,6 +853,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _configure_logging(args.verbose, args.quiet)
     try:
+        if not getattr(args, "dry_run", False):
+            _check_files(args)
         return int(args.func(args) or 0)
     except LlmcseError as e:
         print(f"llmcse: error: {e}", file=sys.stderr)

@@ -17,8 +17,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llmcse.llm.base import LLM, SamplingParams
-from llmcse.synth.checks import check_output, clean_output
+from llmcse.errors import DataFormatError, LlmcseError
+from llmcse.llm.base import LLM, SamplingParams, redact_spec
+from llmcse.llm.openai_http import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from llmcse.synth.checks import SENTENCE_FIELDS, check_output, clean_output
 from llmcse.synth.prompts import PromptTemplate, load_template
 from llmcse.synth.seeds import read_seeds, seed_id
 from llmcse.utils.io import atomic_write_json
@@ -43,6 +45,8 @@ class GenerateConfig:
     max_length_ratio: float = 3.0
     min_seed_words: int = 4
     max_seed_words: int = 64
+    request_timeout: float = DEFAULT_TIMEOUT  # openai: seconds per request attempt
+    max_retries: int = DEFAULT_MAX_RETRIES  # openai: further attempts after a transport/protocol failure
 
 
 def rejected_path(out: Path) -> Path:
@@ -51,6 +55,28 @@ def rejected_path(out: Path) -> Path:
 
 def summary_path(out: Path) -> Path:
     return out.with_name(out.stem + ".summary.json")
+
+
+def identity_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".identity.json")
+
+
+IDENTITY_KEYS = ("recipe", "prompt_id", "prompt_version", "generator", "sampling")
+
+
+def _check_identity(out: Path, template: PromptTemplate, generator: str, sampling: dict) -> None:
+    """One output, one job: a rerun into ``out`` continues it only with the same recipe, prompt, LLM and
+    sampling (else nli and sts3 records, or two models' records, would mix under one summary)."""
+    from llmcse.utils.safety import check_identity, first_record
+
+    identity = {"recipe": template.recipe, "prompt_id": template.id, "prompt_version": template.version,
+                "generator": generator, "sampling": sampling}
+    legacy = None
+    if not identity_path(out).exists():  # an output made before identity files: its records say what made it
+        first = first_record(out) or first_record(rejected_path(out))
+        legacy = {k: first.get(k) for k in IDENTITY_KEYS} if first else None
+    check_identity(out, identity_path(out), identity,
+                   [p for p in (out, rejected_path(out), summary_path(out), identity_path(out)) if p.exists()], legacy)
 
 
 def _generate_chunk(llm: LLM, template: PromptTemplate, seeds: list[str], cfg: GenerateConfig, chunk_index: int):
@@ -74,7 +100,8 @@ def _generate_chunk(llm: LLM, template: PromptTemplate, seeds: list[str], cfg: G
             others = tuple(accepted[i].get(o, "") for o in field_names if o != f)
             reason = check_output(text, seeds[i], instruction=template.fields[f].instruction,
                                   demo_texts=template.demo_texts, other_fields=others,
-                                  max_length_ratio=cfg.max_length_ratio)
+                                  max_length_ratio=cfg.max_length_ratio,
+                                  require_sentence=f in SENTENCE_FIELDS)
             if reason is None:
                 accepted[i][f] = text
             else:
@@ -86,21 +113,29 @@ def _generate_chunk(llm: LLM, template: PromptTemplate, seeds: list[str], cfg: G
 def run_generate(cfg: GenerateConfig, llm: LLM | None = None, show_progress_bar: bool | None = None) -> dict:
     """Generate records for the seeds not yet done; return the summary (also written to disk)."""
     from llmcse.embed.encode import progress_enabled
-    from llmcse.llm import load_llm
+    from llmcse.llm import load_llm, transport_options
 
     template = load_template(cfg.recipe)
     out = Path(cfg.out)
-    kept_file, rejected_file = AppendOnlyJsonl(out), AppendOnlyJsonl(rejected_path(out))
+    if cfg.n is not None and cfg.n < 1:  # seeds[:-2] would silently drop the last two
+        raise LlmcseError(f"n must be >= 1 (the number of seeds to use), got {cfg.n}")
     seeds, skipped = read_seeds(cfg.seeds, min_words=cfg.min_seed_words, max_words=cfg.max_seed_words)
+    if not seeds:  # checked before any output file exists: "0 kept of 0" is no result
+        why = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "the file has no text lines"
+        raise DataFormatError(cfg.seeds, None, f"no usable seeds ({why}); a seed needs "
+                              f"{cfg.min_seed_words}-{cfg.max_seed_words} words of text")
     if cfg.n is not None:
         seeds = seeds[: cfg.n]
+    kept_file, rejected_file = AppendOnlyJsonl(out), AppendOnlyJsonl(rejected_path(out))
     done = {r["seed"] for r in kept_file.read()} | {r["seed"] for r in rejected_file.read()}
     pending = [s for s in seeds if s not in done]
     logger.info("%d seeds (%d already done, %d to generate); recipe %s, template %s v%d",
                 len(seeds), len(seeds) - len(pending), len(pending), template.recipe, template.id, template.version)
 
-    llm = llm or load_llm(cfg.llm)
+    llm = llm or load_llm(cfg.llm, **transport_options(cfg.llm, cfg.request_timeout, cfg.max_retries))
+    generator = redact_spec(llm.spec)  # saved in every record: never with credentials
     sampling = {k: getattr(cfg, k) for k in ("max_new_tokens", "temperature", "top_p", "max_attempts")}
+    _check_identity(out, template, generator, {**sampling, "seed": cfg.seed})
     started, tokens_before = time.perf_counter(), llm.stats.completion_tokens
     run_rejections: Counter = Counter()
     kept_now = rejected_now = 0
@@ -118,7 +153,7 @@ def run_generate(cfg: GenerateConfig, llm: LLM | None = None, show_progress_bar:
             run_rejections.update(rejections[i])
             record = {"id": seed_id(seed), "recipe": template.recipe, "seed": seed,
                       **{f: accepted[i].get(f) for f in template.fields},
-                      "generator": llm.spec, "prompt_id": template.id, "prompt_version": template.version,
+                      "generator": generator, "prompt_id": template.id, "prompt_version": template.version,
                       "sampling": {**sampling, "seed": cfg.seed}, "attempts": dict(attempts[i]),
                       "rejections": dict(rejections[i]), "created": now}
             if len(accepted[i]) == len(template.fields):
@@ -144,7 +179,7 @@ def run_generate(cfg: GenerateConfig, llm: LLM | None = None, show_progress_bar:
         "tokens_per_s": round((llm.stats.completion_tokens - tokens_before) / seconds, 1) if seconds else None,
         "records_per_s": round(len(pending) / seconds, 2) if seconds else None,
     }
-    summary["config"] = asdict(cfg)
+    summary["config"] = {**asdict(cfg), "llm": redact_spec(cfg.llm)}
     atomic_write_json(summary_path(out), summary)
     return summary
 
