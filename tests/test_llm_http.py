@@ -89,7 +89,7 @@ def test_generate_command_runs_through_the_http_back_end(serve, tmp_path):
 
     base = serve(FakeLLM())
     seeds = tmp_path / "seeds.txt"
-    seeds.write_text("The river flows quickly through the valley.\nA girl reads a long book on the train.\n", encoding="utf-8")
+    seeds.write_text("The river flowed quickly through the valley.\nA girl opened a long book on the train.\n", encoding="utf-8")
     out = tmp_path / "gen.jsonl"
     assert main(["-q", "generate", "--recipe", "sts3", "--seeds", str(seeds), "--llm", f"openai:{base}#test-model",
                  "--out", str(out)]) == 0

@@ -7,8 +7,10 @@ count tokens in ``stats`` so callers can report tokens/s.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol, Union, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 ChatMessage = dict[str, str]
 Prompt = Union[str, list[ChatMessage]]
@@ -57,6 +59,37 @@ class LLM(Protocol):
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[str]:
         """One completion per prompt, in order. Never raises for bad model output."""
         ...
+
+
+# Query-string keys whose values are credentials (?api_key=..., &token=..., &sig=...).
+_SECRET_KEY = re.compile(r"key|token|secret|pass|auth|sig|credential", re.IGNORECASE)
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s#]+")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials: ``user:password@`` becomes ``***@`` and the values of
+    query keys that look like credentials become ``***``; anything else is kept as is."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        query = "&".join(f"{k}=***" if _SECRET_KEY.search(k) and sep else k + sep + v
+                         for k, sep, v in (item.partition("=") for item in query.split("&")))
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # unchanged, byte for byte (specs are compared with stored ones)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_spec(spec: str | None) -> str | None:
+    """An LLM spec safe to save or log: every URL in it loses its credentials (see ``redact_url``).
+
+    Specs are written into records, summaries, reports and logs, and a URL may carry a password
+    or an API key; the key belongs in ``$LLMCSE_API_KEY`` / ``$OPENAI_API_KEY`` instead."""
+    if not spec:
+        return spec
+    return _URL.sub(lambda m: redact_url(m.group()), spec)
 
 
 def truncate_at_stop(text: str, stop: tuple[str, ...]) -> str:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from llmcse.data.loaders import load_beir_corpus
 from llmcse.data.records import Doc
-from llmcse.llm.base import LLM, SamplingParams
+from llmcse.llm.base import LLM, SamplingParams, redact_spec
+from llmcse.llm.openai_http import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from llmcse.synth.checks import clean_output, leaks_demo, normalize, wrong_language
 from llmcse.synth.prompts import PromptTemplate, load_template
 from llmcse.utils.io import atomic_write_json, atomic_write_text, file_md5
@@ -62,6 +63,8 @@ class ExpandConfig:
     n: int | None = None  # first n documents only
     tokenizer: str | None = None  # for truncation; None: the hf back end's own, else SmolLM2's
     shard_size: int = 1000  # documents per shard when workers share the corpus (--workers / --shard)
+    request_timeout: float = DEFAULT_TIMEOUT  # openai: seconds per request attempt
+    max_retries: int = DEFAULT_MAX_RETRIES  # openai: further attempts after a transport/protocol failure
 
 
 def truncate_tokens(text: str, tokenizer, max_tokens: int) -> tuple[str, int, bool]:
@@ -206,7 +209,7 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
     from tqdm.auto import tqdm
 
     from llmcse.embed.encode import progress_enabled
-    from llmcse.llm import load_llm
+    from llmcse.llm import load_llm, transport_options
 
     template = load_template(cfg.prompts)
     if template.recipe != "expand":
@@ -239,7 +242,9 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
     logger.info("%d documents (%d to expand%s); template %s v%d", len(doc_ids), n_pending,
                 f", worker {shard[0]} of {shard[1]}" if shard else "", template.id, template.version)
     if n_pending:
-        llm = llm or load_llm(cfg.llm)
+        llm = llm or load_llm(cfg.llm, **transport_options(cfg.llm, cfg.request_timeout, cfg.max_retries))
+    if n_pending:
+        _check_identity(Path(cfg.out), template, redact_spec(llm.spec), cfg)
     tokenizer = _load_tokenizer(cfg, llm) if n_pending else None
     started = time.perf_counter()
     tokens_before = llm.stats.completion_tokens if n_pending else 0
@@ -250,7 +255,7 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
     history = AppendOnlyJsonl(Path(cfg.out).with_name(Path(cfg.out).name + ".runs.jsonl"))
     cost_stamp = {"process": f"{socket.gethostname()}:{os.getpid()}:{dt.datetime.now(dt.timezone.utc).isoformat()}",
                   "shard": f"{shard[0]}/{shard[1]}" if shard else None, "threads": _threads() if n_pending else None,
-                  "generator": llm.spec if n_pending else None}
+                  "generator": redact_spec(llm.spec) if n_pending else None}
     for file, pending, first_chunk in work:
         _expand_into(file, pending, first_chunk, corpus, llm, template, tokenizer, cfg, bar, started, tokens_before,
                      history, cost_stamp)
@@ -312,11 +317,31 @@ def _fold_shards(out_file: AppendOnlyJsonl, shard_dir: Path, manifest: dict, doc
         out_file.append(new)
 
 
+def _check_identity(out: Path, template: PromptTemplate, generator: str, cfg: ExpandConfig) -> None:
+    """A rerun into ``out`` continues it only with the same prompt, LLM and sampling (records of two
+    set-ups would otherwise mix in one file)."""
+    from llmcse.utils.safety import check_identity, first_record
+
+    identity = {"prompt_id": template.id, "prompt_version": template.version, "generator": generator,
+                "sampling": _sampling(cfg), "queries": cfg.queries, "keywords": cfg.keywords,
+                "max_doc_tokens": cfg.max_doc_tokens}
+    path = out.with_name(out.stem + ".identity.json")
+    first = None if path.exists() else first_record(out)  # an output made before identity files
+    legacy = {k: first.get(k) for k in ("prompt_id", "prompt_version", "generator", "sampling")} if first else None
+    side = [out.with_name(out.stem + ".summary.json"), out.with_name(out.name + ".runs.jsonl"),
+            out.with_name(out.name + ".shards"), path]
+    check_identity(out, path, identity, [p for p in (out, *side) if p.exists()], legacy)
+
+
+def _sampling(cfg: ExpandConfig) -> dict:
+    return {k: getattr(cfg, k) for k in ("max_new_tokens", "keyword_max_new_tokens", "temperature", "top_p",
+                                         "max_attempts", "seed")}
+
+
 def _expand_into(out_file: AppendOnlyJsonl, pending: list[str], first_chunk: int, corpus, llm, template, tokenizer,
                  cfg: ExpandConfig, bar, started: float, tokens_before: int, history: AppendOnlyJsonl,
                  cost_stamp: dict) -> None:
-    sampling = {k: getattr(cfg, k) for k in ("max_new_tokens", "keyword_max_new_tokens", "temperature", "top_p",
-                                             "max_attempts", "seed")}
+    sampling = _sampling(cfg)
     for start in range(0, len(pending), cfg.chunk_size):
         ids = pending[start:start + cfg.chunk_size]
         chunk_started, generated, prefilled = time.perf_counter(), llm.stats.completion_tokens, llm.stats.prefill_tokens
@@ -333,7 +358,7 @@ def _expand_into(out_file: AppendOnlyJsonl, pending: list[str], first_chunk: int
         records = []
         for i, doc_id in enumerate(ids):
             queries, keywords, attempts, rejected = by_index.get(i, ([], [], 0, Counter({"empty_document": 1})))
-            records.append({"_id": doc_id, "queries": queries, "keywords": keywords, "generator": llm.spec,
+            records.append({"_id": doc_id, "queries": queries, "keywords": keywords, "generator": redact_spec(llm.spec),
                             "prompt_id": template.id, "prompt_version": template.version, "sampling": sampling,
                             "attempts": attempts, "rejections": dict(rejected), **meta[i], "created": now})
         out_file.append(records)
@@ -357,4 +382,4 @@ def summarize_expansions(records: list[dict], cfg: ExpandConfig) -> dict:
             "mean_queries": round(sum(len(r["queries"]) for r in records) / n, 3) if n else None,
             "mean_keywords": round(sum(len(r["keywords"]) for r in records) / n, 3) if n else None,
             "truncated_documents": sum(1 for r in records if r.get("truncated")),
-            "rejections_by_reason": dict(rejections), "config": asdict(cfg)}
+            "rejections_by_reason": dict(rejections), "config": {**asdict(cfg), "llm": redact_spec(cfg.llm)}}

@@ -5,8 +5,11 @@
    drifted off topic, while a contradiction normally keeps most of the seed's words.
 2. LLM scoring second, on a 0-5 scale, one of two ways (``scoring``):
    - ``rating`` (MultiCSR): the LLM rates each (seed, generated) pair 0-5 with a rubric
-     prompt; back ends with next-token probabilities (local transformers) give the expected
-     rating over the digits, others generate a digit at temperature 0.
+     prompt; back ends with next-token probabilities give the expected rating over the digits.
+     Where the probabilities come from is the ``scoring_method`` in the report: ``logprobs``
+     (local transformers' logits, or a server's ``top_logprobs``), ``sampled-k8`` (a server that
+     refuses or omits logprobs: the mean of 8 answers sampled at temperature 1, still graded, with
+     a warning) or ``greedy`` (a back end without either: one digit at temperature 0).
    - ``yesno``: 5 x P("Yes") to "do the two sentences mean the same thing?". A small model
      cannot use a 6-point rubric: on 200 STS-B train pairs the bundled SmolLM2-135M's expected
      rating has Spearman 0.06 with the gold scores, its P(Yes) 0.38 (benchmarks/results/scorers.md).
@@ -36,7 +39,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from llmcse.errors import DataFormatError, LlmcseError
-from llmcse.llm.base import LLM, SamplingParams
+from llmcse.llm.base import LLM, SamplingParams, redact_spec
+from llmcse.llm.openai_http import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, LogprobsUnavailableError
 from llmcse.synth.checks import normalize
 from llmcse.synth.prompts import RECIPE_FIELDS
 from llmcse.utils.io import atomic_write_json, atomic_write_text
@@ -72,6 +76,8 @@ class FilterConfig:
     min_positive_overlap: float = 0.2  # below this: the paraphrase drifted off topic
     min_negative_overlap: float = 0.1  # below this: an unrelated sentence, not a hard negative
     chunk_size: int = 128
+    request_timeout: float = DEFAULT_TIMEOUT  # openai: seconds per request attempt
+    max_retries: int = DEFAULT_MAX_RETRIES  # openai: further attempts after a transport/protocol failure
 
 
 def word_overlap(a: str, b: str) -> float:
@@ -108,31 +114,65 @@ def yesno_messages(a: str, b: str) -> list[dict]:
     return [{"role": "user", "content": SAME_MEANING.format(a=a, b=b)}]
 
 
+# Fallback for servers without logprobs: answers sampled per pair at temperature 1. Their mean is a
+# graded score (k + 1 levels) that estimates the same expectation as the logprobs path.
+SAMPLES = 8
+SAMPLE_SEED = 1234
+_warned_fallback: set[str] = set()
+
+
 def score_pairs(llm: LLM, pairs: list[tuple[str, str]], scoring: str = "yesno") -> list[float | None]:
-    """0-5 similarity per pair; None where a generated answer held no rating."""
+    """0-5 similarity per pair; None where the LLM's answer held no rating."""
+    return score_pairs_with_method(llm, pairs, scoring)[0]
+
+
+def score_pairs_with_method(llm: LLM, pairs: list[tuple[str, str]],
+                            scoring: str = "yesno") -> tuple[list[float | None], str]:
+    """(scores, method): ``logprobs`` (expected score from next-token probabilities), ``sampled-k8``
+    (the server gives no logprobs: mean of 8 sampled answers) or ``greedy`` (one answer)."""
     if scoring not in SCORINGS:
         raise LlmcseError(f"unknown scoring {scoring!r}; choose one of {list(SCORINGS)}")
     if scoring == "yesno":
         prompts = [yesno_messages(a, b) for a, b in pairs]
-        if hasattr(llm, "choice_probabilities"):
-            return [round(5.0 * row[0], 4) for row in llm.choice_probabilities(prompts, ["Yes", "No"])]
-        outputs = llm.generate(prompts, SamplingParams(max_new_tokens=3, temperature=0.0, top_p=1.0))
-        return [_yes_or_no(text) for text in outputs]
-    prompts = [score_messages(a, b) for a, b in pairs]
+        choices, values, max_new_tokens, parse = ["Yes", "No"], [5.0, 0.0], 3, _yes_or_no
+    else:
+        prompts = [score_messages(a, b) for a, b in pairs]
+        choices, values, max_new_tokens, parse = DIGITS, [float(d) for d in DIGITS], 4, _digit
     if hasattr(llm, "choice_probabilities"):
-        probs = llm.choice_probabilities(prompts, DIGITS)
-        return [round(sum(i * p for i, p in enumerate(row)), 4) for row in probs]
-    outputs = llm.generate(prompts, SamplingParams(max_new_tokens=4, temperature=0.0, top_p=1.0))
+        try:
+            rows = llm.choice_probabilities(prompts, choices)
+        except LogprobsUnavailableError as e:
+            if llm.spec not in _warned_fallback:
+                _warned_fallback.add(llm.spec)
+                logger.warning("%s; scoring falls back to the mean of %d answers sampled at temperature 1 per pair "
+                               "(graded, but noisier; scoring_method sampled-k%d in the report)", e, SAMPLES, SAMPLES)
+            return _sampled_scores(llm, prompts, max_new_tokens, parse), f"sampled-k{SAMPLES}"
+        return [None if row is None else round(sum(v * p for v, p in zip(values, row)), 4) for row in rows], "logprobs"
+    outputs = llm.generate(prompts, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0))
+    return [parse(text) for text in outputs], "greedy"
+
+
+def _sampled_scores(llm: LLM, prompts: list, max_new_tokens: int, parse) -> list[float | None]:
+    """Mean of SAMPLES answers per prompt, sampled at temperature 1 (each request its own seed);
+    answers without a rating are left out, a prompt with none at all scores None."""
+    many = [p for p in prompts for _ in range(SAMPLES)]
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0, seed=SAMPLE_SEED)
+    outputs = llm.generate(many, params)
     scores = []
-    for text in outputs:
-        match = _DIGIT.search(text or "")
-        scores.append(float(match.group()) if match else None)
+    for i in range(len(prompts)):
+        values = [v for v in (parse(t) for t in outputs[i * SAMPLES:(i + 1) * SAMPLES]) if v is not None]
+        scores.append(round(sum(values) / len(values), 4) if values else None)
     return scores
 
 
 def _yes_or_no(text: str | None) -> float | None:
     word = (text or "").strip().lower()
     return 5.0 if word.startswith("yes") else 0.0 if word.startswith("no") else None
+
+
+def _digit(text: str | None) -> float | None:
+    match = _DIGIT.search(text or "")
+    return float(match.group()) if match else None
 
 
 def resolve_thresholds(cfg: FilterConfig, scores: list[dict]) -> tuple[float, float]:
@@ -190,20 +230,20 @@ def scores_path(out: Path) -> Path:
 
 def run_filter(cfg: FilterConfig, llm: LLM | None = None, show_progress_bar: bool | None = None) -> dict:
     from llmcse.embed.encode import progress_enabled
-    from llmcse.llm import load_llm
+    from llmcse.llm import load_llm, transport_options
 
     in_path, out = Path(cfg.input), Path(cfg.out)
     records = read_jsonl(in_path)
     _validate(records, in_path)
     if cfg.scoring not in SCORINGS:
         raise LlmcseError(f"unknown scoring {cfg.scoring!r}; choose one of {list(SCORINGS)}")
-    scorer = None if not cfg.llm else (cfg.llm if llm is None else llm.spec)
+    scorer = None if not cfg.llm else redact_spec(cfg.llm if llm is None else llm.spec)  # saved: no credentials
     scores_file = AppendOnlyJsonl(scores_path(out))
     # A scores row counts only for the scorer that made it: change the scorer and records are rescored.
     scored = {r["id"]: r for r in scores_file.read() if (r.get("scorer"), r.get("scoring")) == (scorer, cfg.scoring)}
     pending = [r for r in records if r["id"] not in scored]
     if pending and cfg.llm and llm is None:
-        llm = load_llm(cfg.llm)
+        llm = load_llm(cfg.llm, **transport_options(cfg.llm, cfg.request_timeout, cfg.max_retries))
     started = time.perf_counter()
     bar = tqdm(total=len(records), initial=len(records) - len(pending), unit="rec", desc="filter",
                disable=not progress_enabled(show_progress_bar))
@@ -213,9 +253,11 @@ def run_filter(cfg: FilterConfig, llm: LLM | None = None, show_progress_bar: boo
                 for r in chunk]
         to_score = [(r, row) for r, row in zip(chunk, rows) if row["cheap"] is None and llm is not None]
         pairs = [(r["seed"], r[f]) for r, _ in to_score for f in RECIPE_FIELDS[r["recipe"]]]
-        flat = iter(score_pairs(llm, pairs, cfg.scoring)) if pairs else iter(())
+        scores, method = score_pairs_with_method(llm, pairs, cfg.scoring) if pairs else ([], None)
+        flat = iter(scores)
         for r, row in to_score:
             row["scores"] = {f: next(flat) for f in RECIPE_FIELDS[r["recipe"]]}
+            row["method"] = method
         scores_file.append(rows)
         scored.update((row["id"], row) for row in rows)
         bar.update(len(chunk))
@@ -239,7 +281,8 @@ def decide_all(records: list[dict], scored: dict[str, dict], cfg: FilterConfig, 
             reason, info = None, {"stage": "cheap"}
         else:
             reason, info = decide(r, row["scores"], cfg, thresholds), {"stage": "llm", "scorer": row["scorer"],
-                                                                        "scoring": row["scoring"]}
+                                                                        "scoring": row["scoring"],
+                                                                        "scoring_method": row.get("method")}
         record = {**r, **({"scores": row["scores"]} if row["scores"] is not None else {}),
                   "filter": {"kept": reason is None, "reason": reason, **info}}
         (kept if reason is None else dropped).append(record)
@@ -267,7 +310,11 @@ def filter_report(kept: list[dict], dropped: list[dict], cfg: FilterConfig, out:
         if vals:
             score_stats[f] = {"mean": round(float(np.mean(vals)), 3),
                               "quantiles_10_50_90": [round(float(q), 3) for q in np.quantile(vals, [0.1, 0.5, 0.9])]}
+    methods = sorted({r["filter"].get("scoring_method") or "unknown" for r in kept + dropped
+                      if r["filter"]["stage"] == "llm"})
     return {"input": cfg.input, "out": str(out), "total": total, "kept": len(kept), "dropped": len(dropped),
+            # logprobs | sampled-k8 | greedy (module docstring); several when a resumed run changed server
+            "scoring_method": "+".join(methods) if methods else None,
             "kept_fraction": round(len(kept) / total, 4) if total else None, "dropped_by_reason": dict(reasons),
             "thresholds": {"t_pos": round(thresholds[0], 4), "t_neg": round(thresholds[1], 4),
                            "from": "unused: no scorer, cheap checks only" if not cfg.llm else
@@ -276,4 +323,4 @@ def filter_report(kept: list[dict], dropped: list[dict], cfg: FilterConfig, out:
             "examples_dropped": {reason: [_fields(r) for r in dropped if r["filter"]["reason"] == reason][:3]
                                  for reason in reasons},
             "examples_kept": [_fields(r) for r in kept[:5]],
-            "config": asdict(cfg)}
+            "config": {**asdict(cfg), "llm": redact_spec(cfg.llm)}}
