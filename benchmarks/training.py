@@ -103,7 +103,7 @@ def budget_folder(base: str, pairs: int) -> Path:
 
 
 def run_folder(base: str, row: str, seed: int, pairs: int = PAIRS) -> Path:
-    """The trained model and its checkpoints (git-ignored)."""
+    """The trained model (git-ignored); its checkpoints are beside it in <folder>.checkpoints/."""
     return RUNS / budget_folder(base, pairs) / row / f"seed{seed}"
 
 
@@ -223,8 +223,12 @@ def drop_checkpoints(base: str, row: str, seed: int, pairs: int = PAIRS) -> None
     """Checkpoints are only needed until RFD has read them (a MiniLM one is ~270 MB with its optimizer)."""
     out, keep = run_folder(base, row, seed, pairs), result_folder(base, row, seed, pairs)
     done = (keep / "eval" / "results.json").is_file() and (seed != SEEDS[0] or (keep / "rfd" / "rfd.json").is_file())
-    if row != "base" and done and (out / "checkpoints").is_dir():
-        shutil.rmtree(out / "checkpoints")
+    if row != "base" and done:
+        from llmcse.train.folders import checkpoints_dir
+
+        for folder in (checkpoints_dir(out), out / "checkpoints"):  # beside the model; inside it before that layout
+            if folder.is_dir():
+                shutil.rmtree(folder)
 
 
 def run(base: str, rows: list[str], seeds: list[int], pairs: int = PAIRS, eval_workers: int = 1) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from llmcse.cli import main
 from llmcse.errors import DataFormatError
 from llmcse.train.data import COLUMNS, read_rows, to_dataset
+from llmcse.train.folders import checkpoints_dir, previous_dir
 
 
 def test_recipe_defaults_and_set_overrides_resolve(capsys):
@@ -58,6 +60,24 @@ def test_short_sup_simcse_run_saves_a_model_that_plain_sentence_transformers_loa
     model = SentenceTransformer(str(out), device="cpu")
     vectors = model.encode(["A man plays a guitar.", "A man is playing guitar."], normalize_embeddings=True)
     assert float(np.dot(vectors[0], vectors[1])) > 0.8
+    # issue 24: the folder holds the model only; the checkpoints (optimizer state included) were kept
+    # beside it while training and deleted at the end (keep_checkpoints=0 keeps them there for RFD)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "1_Pooling", "2_Normalize", "README.md", "config.json", "config_sentence_transformers.json",
+        "llmcse_training.json", "model.safetensors", "modules.json", "sentence_bert_config.json", "tokenizer.json",
+        "tokenizer_config.json"]
+    assert not checkpoints_dir(out).exists() and not previous_dir(out).exists()
+    # the model card names the base, the data (with its provenance), the loss and the dev evaluation
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
+    assert "# all-MiniLM-L6-v2 fine-tuned with llmcse (sup-simcse)" in card
+    md5 = summary["data"]["md5"]
+    assert summary["data"] == {"file": str(shared_data_dir / "nli" / "triplets.tsv"), "md5": md5, "rows_used": 64}
+    assert f"#### triplets.tsv (64 rows, md5 {md5[:8]})" in card
+    assert "* Loss: <code>llmcse.train.losses.info_nce.InfoNCELoss</code> with these parameters" in card
+    assert "* Dataset: `toysts-dev`" in card
+    shown = re.search(r"\| \*\*spearman_cosine\*\* \| \*\*([0-9.]+)\*\* \|", card)  # the final dev score, bold
+    assert float(shown.group(1)) == pytest.approx(summary["dev_spearman_after"] / 100, abs=1e-4)
 
 
 def test_model_selection_on_a_test_split_is_refused(tiny_data_dir):
@@ -74,6 +94,25 @@ def test_rfd_summary_is_the_mean_train_minus_eval_difference():
     rows = [{"train": {"alignment": 0.5, "uniformity": -2.0}, "eval": {"alignment": 0.3, "uniformity": -2.5}},
             {"train": {"alignment": 0.4, "uniformity": -2.2}, "eval": {"alignment": 0.3, "uniformity": -2.4}}]
     assert summarize(rows) == {"rfd_alignment": pytest.approx(0.15), "rfd_uniformity": pytest.approx(0.35)}
+
+
+def test_rfd_reads_complete_checkpoints_beside_the_run_or_inside_it_for_older_runs(tmp_path):
+    from llmcse.errors import LlmcseError
+    from llmcse.eval.rfd import checkpoints
+    from llmcse.train.folders import COMPLETE
+
+    run = tmp_path / "run"
+    for step in (2, 4, 10):
+        (checkpoints_dir(run) / f"checkpoint-{step}").mkdir(parents=True)
+        if step != 10:  # checkpoint-10's save was cut short
+            (checkpoints_dir(run) / f"checkpoint-{step}" / COMPLETE).write_text(f"{step}\n")
+    assert [s for s, _ in checkpoints(run)] == [2, 4]
+    older = tmp_path / "older"
+    for step in (3, 1):
+        (older / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+    assert checkpoints(older) == [(1, older / "checkpoints" / "checkpoint-1"), (3, older / "checkpoints" / "checkpoint-3")]
+    with pytest.raises(LlmcseError, match=r"no checkpoints in .*none\.checkpoints; train with --set keep_checkpoints=0"):
+        checkpoints(tmp_path / "none")
 
 
 def test_rfd_over_a_real_run_and_before_training(tmp_path, shared_data_dir, tiny_data_dir, capsys):
@@ -227,19 +266,56 @@ def test_prompteol_smollm2_with_lora_round_trips(tmp_path, shared_data_dir, tiny
 
 
 def test_training_resumes_from_its_last_checkpoint(tmp_path, shared_data_dir, tiny_data_dir, caplog):
+    """A run stopped after its step-2 checkpoint, resumed with the same settings, ends where the
+    uninterrupted run ends (issue 20 case 6: a resume with other settings is refused, see tests/faults)."""
+    import shutil
+
     out = tmp_path / "model"
     args = ["-q", "train", "--recipe", "sup-simcse", "--data", str(shared_data_dir / "nli" / "triplets.tsv"),
             "--out", str(out), "--set", "batch_size=4", "--set", "eval_steps=2", "--set", "keep_checkpoints=0",
-            "--set", "max_examples=32", "--set", "eval_task=toysts:dev", "--data-dir", str(tiny_data_dir)]
-    assert main(args + ["--set", "max_steps=2"]) == 0
-    first_loss = [e["loss"] for e in json.loads((out / "llmcse_training.json").read_text())["log_history"] if "loss" in e]
+            "--set", "max_examples=32", "--set", "eval_task=toysts:dev", "--set", "max_steps=4",
+            "--data-dir", str(tiny_data_dir)]
+    assert main(args) == 0
+    uninterrupted = json.loads((out / "llmcse_training.json").read_text())
+    assert sorted(p.name for p in checkpoints_dir(out).glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    shutil.rmtree(checkpoints_dir(out) / "checkpoint-4")  # as if stopped between the two saves
+    shutil.rmtree(out)
     caplog.set_level("INFO", logger="llmcse.train.run")
-    assert main(args[1:] + ["--set", "max_steps=4", "--set", "resume=true"]) == 0
-    assert any("resuming from" in r.getMessage() and r.getMessage().endswith("checkpoint-2") for r in caplog.records)
+    assert main(args[1:] + ["--set", "resume=true"]) == 0
+    assert any(r.getMessage() == f"resuming from {checkpoints_dir(out) / 'checkpoint-2'}" for r in caplog.records)
     summary = json.loads((out / "llmcse_training.json").read_text())
     assert summary["steps"] == 4
     losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
-    assert len(losses) == 2 and losses[0] == first_loss[0]  # step 2's log came with the checkpoint's state
+    # step 2's log came with the checkpoint's state; step 4 is computed again, the same as before
+    assert losses == pytest.approx([e["loss"] for e in uninterrupted["log_history"] if "loss" in e], rel=1e-5)
+
+
+def test_model_card_says_where_generated_data_came_from(tmp_path, tiny_data_dir):
+    """Records of llmcse generate + filter: the card's data set line names the generator, its prompt
+    and the generation and filter counts (from the records and the summaries beside them)."""
+    from llmcse.llm import FakeLLM
+    from llmcse.synth.filter import FilterConfig, run_filter
+    from llmcse.synth.generate import GenerateConfig, run_generate
+
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("\n".join(f"The council of town number {i} voted for a new library today." for i in range(12)) + "\n")
+    generated, kept = tmp_path / "gen.jsonl", tmp_path / "kept.jsonl"
+    run_generate(GenerateConfig(recipe="nli", seeds=str(seeds), out=str(generated), llm="fake:"), llm=FakeLLM(),
+                 show_progress_bar=False)
+    # cheap checks only; the fake LLM reverses words, so full word overlap is expected here
+    report = run_filter(FilterConfig(input=str(generated), out=str(kept), llm="", max_positive_overlap=1.01))
+    out = tmp_path / "model"
+    assert main(["-q", "train", "--recipe", "synth-nli", "--data", str(kept), "--out", str(out),
+                 "--set", "max_steps=1", "--set", "batch_size=4", "--set", "eval_steps=1", "--set", "max_examples=8",
+                 "--set", "eval_task=toysts:dev", "--data-dir", str(tiny_data_dir)]) == 0
+    data = json.loads((out / "llmcse_training.json").read_text())["data"]
+    prompt = json.loads(kept.read_text(encoding="utf-8").splitlines()[0])
+    writer = f"fake: (prompt {prompt['prompt_id']} v{prompt['prompt_version']})"
+    assert data["generated_by"] == {writer: 8} and data["filtered_by"] == {"cheap checks only": 8}
+    assert data["generate_summary"]["kept"] == 12 and data["filter_report"]["kept"] == report["kept"]
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert (f"#### kept.jsonl (8 rows, md5 {data['md5'][:8]}; generated by {writer}: 8; generation kept 12 of 12 "
+            f"seeds; filter kept {report['kept']} of 12)") in card
 
 
 def test_checkpointing_arguments_use_the_name_this_transformers_has():

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from pathlib import Path
 
 import numpy as np
@@ -91,17 +90,15 @@ def _sentences_of(pairs: list[tuple[str, str]], limit: int) -> list[str]:
 
 
 def checkpoints(model_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, folder) for every ``checkpoints/checkpoint-N`` of a training run, in step order."""
-    model_dir = Path(model_dir)
-    found = []
-    for folder in (model_dir / "checkpoints").glob("checkpoint-*"):
-        match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
-        if match and folder.is_dir():
-            found.append((int(match.group(1)), folder))
+    """(step, folder) for every complete checkpoint of a training run, in step order: they are kept
+    beside the model in ``<run>.checkpoints/`` (``<run>/checkpoints/`` for runs trained before)."""
+    from llmcse.train.folders import rfd_checkpoints
+
+    found, folder = rfd_checkpoints(model_dir)
     if not found:
-        raise LlmcseError(f"no checkpoints under {model_dir / 'checkpoints'}; train with "
-                          "--set keep_checkpoints=0 to keep every checkpoint for RFD")
-    return sorted(found)
+        raise LlmcseError(f"no checkpoints in {folder}; train with --set keep_checkpoints=0 to keep every "
+                          "checkpoint for RFD")
+    return found
 
 
 def rfd_over_checkpoints(model_dir: str | Path, data: str | Path, stsb_dev: Path, *, max_pairs: int = 1000,

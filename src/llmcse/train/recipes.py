@@ -29,10 +29,14 @@ class TrainConfig:
     eval_task: str = "stsb:dev"  # model selection on a dev split only, never on test
     logging_steps: int | None = None  # training-loss points every this many steps; None: as eval_steps (at most 50)
     eval_max_pairs: int | None = None  # sample the dev split (seeded) when evaluating all of it is too slow
-    keep_checkpoints: int = 2  # checkpoints kept on disk; 0 keeps all (llmcse rfd needs the trajectory)
+    # checkpoints kept on disk while training, in <out>.checkpoints/ beside the model; deleted when the run
+    # finishes, except with 0: every checkpoint is kept, also afterwards (llmcse rfd reads the trajectory)
+    keep_checkpoints: int = 2
     seed: int = 42
     max_examples: int | None = None  # take the first N rows (same-size comparisons)
-    resume: bool = False  # continue from the last checkpoint in <out>/checkpoints if there is one
+    # continue from the newest complete checkpoint in <out>.checkpoints/, only with the settings that made it
+    # (refused otherwise, naming the changes; see train/folders.py for the few that may differ)
+    resume: bool = False
     lora_r: int = 0  # > 0: train LoRA adapters of this rank instead of all weights (PromptEOL on LLMs)
     lora_alpha: int | None = None  # None: 2 x lora_r
     lora_dropout: float = 0.05

@@ -97,15 +97,20 @@ def warmup_args(args_class, ratio: float) -> dict:
 
 
 def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
-    """Train, keep the best STS-B dev checkpoint, save it to ``cfg.out``; return a summary."""
+    """Train, keep the best dev checkpoint, save it to ``cfg.out`` (see ``folders`` for the layout:
+    checkpoints beside the model, the model renamed into place when done); return a summary."""
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
     from llmcse.embed.models import load_embedder
+    from llmcse.train import card, folders
     from llmcse.train.lora import add_lora, merge_lora, merged_full_precision
 
+    check_config(cfg)
     kind, loss_name, _ = RECIPES[cfg.recipe]
+    folders.check_paths(cfg.out, {"data": cfg.data, "base": cfg.base})
+    evaluator = dev_evaluator(cfg.eval_task, data_dir, cfg.eval_max_pairs)  # checks eval_task before any work
     rows = read_rows(cfg.data, kind)
     if cfg.max_examples is not None:
         rows = rows[: cfg.max_examples]
@@ -117,12 +122,14 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     if cfg.dtype != "float32" and cfg.lora_r <= 0:
         # full fine-tuning needs float32 master weights: AdamW updates vanish in bf16 rounding
         raise LlmcseError(f"dtype={cfg.dtype} is for the frozen base under LoRA: set lora_r too, or train in float32")
+    provenance = card.data_provenance(cfg.data, len(rows))
+    run_state = {"config": dataclasses.asdict(cfg), "data_md5": provenance["md5"]}
+    resume_from, cut_short = folders.resume_point(cfg.out, run_state) if cfg.resume else (None, [])
     model = load_embedder(cfg.base, pooling=cfg.pooling, device="cpu" if not torch.cuda.is_available() else None,
                           dtype=None if cfg.dtype == "float32" else cfg.dtype,
                           max_seq_length=cfg.max_seq_length, quantization="4bit" if cfg.lora_4bit else None)
+    card.fill_card(model, cfg.base, cfg.recipe, provenance)
     if cfg.lora_r > 0:
-        if cfg.lora_export not in ("merged", "adapter"):
-            raise LlmcseError(f"lora_export {cfg.lora_export!r}: one of merged, adapter")
         if cfg.lora_4bit:
             from peft import prepare_model_for_kbit_training
 
@@ -131,6 +138,8 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
         for p in model.parameters():  # peft gives adapters the base's dtype; train them in float32
             if p.requires_grad:
                 p.data = p.data.float()
+    if int(os.environ.get("RANK", "0")) == 0:  # data-parallel runs: one process per device, one writes
+        folders.start(cfg.out, run_state, resume_from, cut_short)
     out = Path(cfg.out)
     # torchrun / accelerate set WORLD_SIZE: one process per device, candidates gathered across them
     processes = int(os.environ.get("WORLD_SIZE", "1"))
@@ -141,7 +150,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
                 "in-batch negatives per anchor %d), %d steps", cfg.recipe, len(rows), global_batch, cfg.batch_size,
                 devices, cfg.gradient_accumulation, global_batch - 1, steps)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        output_dir=str(folders.checkpoints_dir(out)), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation,
         learning_rate=cfg.lr, seed=cfg.seed, data_seed=cfg.seed,
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # a duplicate text in a batch would be a false negative
@@ -158,31 +167,74 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
         use_cpu=processes > 1 and not torch.cuda.is_available(),
     )
     loss = build_loss(loss_name, model, cfg, rows)
-    evaluator = dev_evaluator(cfg.eval_task, data_dir, cfg.eval_max_pairs)
     before = evaluator(model)["dev_spearman_cosine"]
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
-    last = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) \
-        if cfg.resume and (out / "checkpoints").is_dir() else []
-    if last:
-        logger.info("resuming from %s", last[-1])
-    trainer.train(resume_from_checkpoint=str(last[-1]) if last else None)
-    after = evaluator(model)["dev_spearman_cosine"]
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator,
+                                         callbacks=[folders.completion_callback()])
+    if resume_from:
+        logger.info("resuming from %s", resume_from)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    final_evaluator = card.name_dev_evaluation(model, evaluator, cfg.eval_task)
+    after = final_evaluator(model)[f"{final_evaluator.name}_spearman_cosine"]
     if cfg.lora_r > 0 and cfg.lora_export == "merged" and cfg.lora_4bit:
-        model = merged_full_precision(model, cfg.base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.max_seq_length)
+        merged = merged_full_precision(model, cfg.base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.max_seq_length)
+        merged.model_card_data = model.model_card_data  # the card describes this training, not a fresh load
+        merged.model_card_data.register_model(merged)
+        model = merged
         logger.info("merged the adapter into a full-precision copy of %s (QLoRA)", cfg.base)
     elif cfg.lora_r > 0 and cfg.lora_export == "merged":
         logger.info("merged %d LoRA layers into the base weights", merge_lora(model))
-    model.save(str(out))
     config = dataclasses.asdict(cfg)
+    keep_all = cfg.keep_checkpoints == 0
     summary = {"recipe": cfg.recipe, "rows": len(rows), "global_batch": global_batch, "steps": trainer.state.global_step,
                "eval_task": cfg.eval_task, "dev_spearman_before": round(100 * before, 2),
                "dev_spearman_after": round(100 * after, 2),
                "best_checkpoint": trainer.state.best_model_checkpoint,
+               "checkpoints": str(folders.checkpoints_dir(out)) if keep_all else None,
                "masked_false_negatives": getattr(getattr(loss, "info_nce", loss), "masked_total", None),
+               "data": provenance,
                "log_history": trainer.state.log_history, "config": config, "config_hash": config_hash(config)}
-    atomic_write_json(out / "llmcse_training.json", summary)
+    if trainer.is_world_process_zero():
+        assembled = folders.final_dir(out)
+        model.save(str(assembled))
+        atomic_write_json(assembled / folders.FINISHED, summary)  # last: it marks the folder finished
+        folders.finish(out, keep_all_checkpoints=keep_all)
     logger.info("%s Spearman %.2f -> %.2f; saved %s", cfg.eval_task, 100 * before, 100 * after, out)
     return summary
+
+
+# --set values checked beyond their type: (validator name in llmcse.utils.validate, or a tuple of choices)
+RANGES = {"epochs": "positive_float", "batch_size": "positive_int", "gradient_accumulation": "positive_int",
+          "lr": "positive_float", "warmup_ratio": "unit_interval", "temperature": "positive_float",
+          "beta": "non_negative_float", "max_seq_length": "positive_int", "eval_steps": "positive_int",
+          "logging_steps": "positive_int", "eval_max_pairs": "positive_int", "keep_checkpoints": "non_negative_int",
+          "max_examples": "positive_int", "lora_r": "non_negative_int", "lora_alpha": "positive_int",
+          "lora_dropout": "unit_interval", "false_negative_threshold": "cosine",
+          "false_negative_reference": ("precomputed", "frozen", "self"), "dtype": ("float32", "bfloat16", "float16"),
+          "lora_export": ("merged", "adapter")}
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Ranges and choices of the settings (types are checked when they are parsed): one clear error
+    instead of a traceback (or a NaN loss) deep in the Trainer."""
+    from llmcse.utils import validate
+
+    if cfg.recipe not in RECIPES:
+        raise LlmcseError(f"train.recipe: unknown recipe {cfg.recipe!r}; one of {', '.join(RECIPES)}")
+    for key, rule in RANGES.items():
+        value = getattr(cfg, key)
+        if value is None:
+            continue
+        if isinstance(rule, tuple):
+            if value not in rule:
+                raise LlmcseError(f"train.{key}: one of {', '.join(rule)}, got {value!r}")
+        elif rule == "cosine":
+            if not -1 <= value <= 1:
+                raise LlmcseError(f"train.{key}: a cosine in [-1, 1], got {value!r}")
+        else:
+            try:
+                validate.check(getattr(validate, rule), value, f"train.{key}")
+            except ValueError as e:
+                raise LlmcseError(str(e)) from None
 
 
 def cli_config(args) -> tuple[TrainConfig, set[str]]:
@@ -191,11 +243,14 @@ def cli_config(args) -> tuple[TrainConfig, set[str]]:
 
     values = {"recipe": args.recipe, "data": args.data, "base": args.base, "out": args.out}
     for text in args.set or []:
+        if "=" not in text:
+            raise LlmcseError(f"--set expects KEY=VALUE (a train setting, e.g. max_steps=100), got {text!r}")
         section, key, value = parse_override(text if "." in text.split("=")[0] else f"train.{text}")
         if section != "train":
             raise LlmcseError(f"--set {text}: llmcse train only has train.* settings")
         values[key] = value
     cfg = build_section(TrainConfig, values, "train")
+    check_config(cfg)
     return cfg, set(values)
 
 
