@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ def read_texts(path: str | Path, field: str | None = None) -> tuple[list[str], l
     * ``.tsv``: headed, unquoted; column ``field`` (default: sentence, text or sentence1).
 
     Raises:
-        DataFormatError: A row lacks the field or its text is empty (file and line named).
+        DataFormatError: A row lacks the field, its value is not a string, or its text is empty
+            (file and line named).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -35,9 +37,13 @@ def read_texts(path: str | Path, field: str | None = None) -> tuple[list[str], l
         for line_no, obj in iter_jsonl(path):
             if key not in obj:
                 raise DataFormatError(path, line_no, f"no field {key!r} (pass --field to choose one of {sorted(obj)})")
-            text = str(obj[key]).strip()
-            if field is None and obj.get("title"):
-                text = f"{obj['title']} {text}".strip()
+            # str() would embed null, 42 or ["x"] as the texts "None", "42", "['x']"
+            text = _string_field(path, line_no, key, obj[key]).strip()
+            title = obj.get("title") if field is None else None
+            if title is not None:
+                title = _string_field(path, line_no, "title", title)
+            if title:
+                text = f"{title} {text}".strip()
             if not text:
                 raise DataFormatError(path, line_no, f"empty {key!r}")
             ids.append(str(obj.get("_id", obj.get("id", line_no))))
@@ -60,9 +66,41 @@ def read_texts(path: str | Path, field: str | None = None) -> tuple[list[str], l
     return ids, texts
 
 
+def _string_field(path: Path, line_no: int, key: str, value) -> str:
+    if not isinstance(value, str):
+        kinds = {bool: "a JSON boolean", int: "a JSON number", float: "a JSON number", list: "a JSON array",
+                 dict: "a JSON object"}
+        shown = "null" if value is None else f"{json.dumps(value)[:60]} ({kinds.get(type(value), type(value).__name__)})"
+        raise DataFormatError(path, line_no, f"{key!r} is {shown}, expected a string")
+    return value
+
+
+OUTPUT_TYPES = (".npy", ".parquet")
+
+
+def check_output_path(path: str | Path) -> None:
+    """Refuse an output ``write_embeddings`` cannot write, before any model is loaded or text encoded.
+
+    Raises:
+        LlmcseError: An unsupported extension, a folder at ``path``, or ``.parquet`` without pyarrow.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_TYPES:
+        raise LlmcseError(f"{path}: unsupported output type {suffix or '(none)'!r}; use .npy or .parquet")
+    if path.is_dir():
+        raise LlmcseError(f"{path}: is a folder; --output names the file to write")
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise LlmcseError('writing .parquet needs pyarrow: pip install "llmcse[parquet]"') from None
+
+
 def write_embeddings(path: str | Path, ids: list[str], texts: list[str], embeddings: np.ndarray) -> None:
     """``.npy``: the (n, dim) float32 matrix in input order. ``.parquet``: columns id, text, embedding."""
     path = Path(path)
+    check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     tmp = path.with_name(f".{path.name}.tmp")

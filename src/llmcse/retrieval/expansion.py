@@ -197,6 +197,8 @@ def run_round_trip_filter(corpus_path: str | Path, input_path: str | Path, out: 
     from llmcse.embed.models import load_embedder
     from llmcse.utils.io import atomic_write_json, atomic_write_text
 
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:  # a negative k once meant 0 silently
+        raise LlmcseError(f"filter-expansions top_k must be an integer >= 0 (0: no round trip), got {top_k!r}")
     expansions = load_expansions(input_path)
     corpus = load_beir_corpus(corpus_path)
     keyword_report = None
