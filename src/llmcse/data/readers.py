@@ -7,6 +7,7 @@ The shared data's TSV files are unquoted (fields never hold tabs or newlines but
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,8 @@ def parse_float(path: Path, line_no: int, column: str, value: str) -> float:
         number = float(value)
     except ValueError:
         raise DataFormatError(path, line_no, f"{column} {value!r} is not a number") from None
-    if number != number:  # NaN
-        raise DataFormatError(path, line_no, f"{column} is NaN")
+    if not math.isfinite(number):  # float() also reads "nan", "inf", "-Infinity"
+        raise DataFormatError(path, line_no, f"{column} {value.strip()!r} is not a finite number")
     return number
 
 

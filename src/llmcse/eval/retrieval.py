@@ -164,7 +164,7 @@ def evaluate_retrieval(searcher, spec: TaskSpec, split: str, *, top_k: int = 100
     if without_results:
         logger.warning("%s: %d judged queries got no results; they score 0", data.name, without_results)
     metrics = retrieval_metrics(data.qrels, run)
-    return {
+    result = {
         "main_score": metrics["ndcg_at_10"],
         **metrics,
         "num_queries": len(data.qrels),
@@ -173,3 +173,20 @@ def evaluate_retrieval(searcher, spec: TaskSpec, split: str, *, top_k: int = 100
         "num_queries_without_results": without_results,
         **data.notes,
     }
+    if warning := unreachable_qrels_warning(data):
+        result["warning"] = warning
+        logger.warning("%s: %s", data.name, warning)
+    return result
+
+
+def unreachable_qrels_warning(data) -> str | None:
+    """A warning when no judged query has a relevant document in the corpus: every metric is 0 by
+    construction, which says nothing about the model (corpus and qrels do not belong together).
+    A few such qrels are normal in BEIR and stay an INFO line of the loader."""
+    reachable = sum(1 for judged in data.qrels.values()
+                    if any(rel > 0 and doc_id in data.corpus for doc_id, rel in judged.items()))
+    if data.qrels and not reachable:
+        return (f"none of the {len(data.qrels)} judged queries has a relevant document in corpus.jsonl "
+                f"({data.notes.get('qrels_unknown_doc', 0)} qrels point to missing documents): the score is 0 "
+                "by construction; check that corpus.jsonl and the qrels belong together")
+    return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,7 @@ class EvalConfig:
     show_progress_bar: bool | None = None
     expansions: str | None = None  # retrieval: synthetic queries/keywords per document (llmcse expand)
     expansion_weights: str = "1,1,1"  # w_doc,w_q,w_k or "mean"
+    multirep: str | None = None  # retrieval: documents as several vectors, max-scored (MultiRepSpec, e.g. "sent+doc")
     extra: dict = field(default_factory=dict)
 
 
@@ -86,8 +88,10 @@ def compute_averages(tasks: dict[str, dict]) -> dict[str, float]:
     """Average main score of each complete task group (the numbers papers report)."""
     averages = {}
     for group, members in GROUPS.items():
-        if all(m in tasks for m in members):
-            averages[group] = float(np.mean([tasks[m]["main_score"] for m in members]))
+        # a member that another data folder also holds is keyed by its qualified name (sts/sts12)
+        keys = [m if m in tasks else f"{group}/{m}" for m in members]
+        if all(k in tasks for k in keys):
+            averages[group] = float(np.mean([tasks[k]["main_score"] for k in keys]))
     return averages
 
 
@@ -112,6 +116,12 @@ def _evaluate_one(spec: TaskSpec, split: str, encoder, searcher_cache: dict, cfg
                 from llmcse.retrieval.bm25 import BM25Searcher
 
                 searcher_cache["searcher"] = BM25Searcher()
+            elif cfg.multirep:  # sentences / passages / synthetic queries (with --expansions) as units
+                from llmcse.retrieval.expansion import load_expansions
+                from llmcse.retrieval.multirep import MultiRepSearcher
+
+                searcher_cache["searcher"] = MultiRepSearcher(
+                    encoder, cfg.multirep, load_expansions(cfg.expansions) if cfg.expansions else None)
             elif cfg.expansions:
                 from llmcse.retrieval.expansion import ExpandedDenseSearcher, ExpansionWeights, load_expansions
 
@@ -143,9 +153,14 @@ def run_evaluations(cfg: EvalConfig, output_dir: str | Path | None = None) -> li
     They share one forward pass per text; each gets its own results (in
     ``output_dir/<pooling>/`` when there are several).
     """
+    if cfg.batch_size < 1:
+        raise LlmcseError(f"batch size must be >= 1, got {cfg.batch_size}")
     data_dir = resolve_data_dir(cfg.data_dir)
     catalog = TaskCatalog(data_dir)
     selected = catalog.select(cfg.tasks)
+    poolings = cfg.pooling.split(",") if cfg.pooling else [None]
+    if output_dir is not None:  # before the model loads: a bad output folder must not cost a whole evaluation
+        check_output_dir(Path(output_dir), [Path(p) for p in poolings] if len(poolings) > 1 else [Path()])
     is_lexical = cfg.model.lower() in LEXICAL_MODELS
     if is_lexical:
         not_retrieval = [s.name for s, _ in selected if s.kind != "retrieval"]
@@ -153,14 +168,14 @@ def run_evaluations(cfg: EvalConfig, output_dir: str | Path | None = None) -> li
             raise LlmcseError(f"--model bm25 is a lexical retriever; it only runs retrieval tasks, not {', '.join(not_retrieval)}")
 
     started = time.perf_counter()
-    poolings = cfg.pooling.split(",") if cfg.pooling else [None]
     encoders, device, resolved = [None], "cpu", cfg.model
     if not is_lexical:
-        from llmcse.embed.encode import CachedEncoder, PoolingSlice
         from llmcse.embed.models import auto_device, load_embedder, resolve_model_path
 
+        resolved = resolve_model_path(cfg.model)  # a missing model fails here, before torch is imported
+        from llmcse.embed.encode import CachedEncoder, PoolingSlice
+
         device = cfg.device or auto_device()
-        resolved = resolve_model_path(cfg.model)
         model = load_embedder(resolved, pooling=cfg.pooling, device=device, dtype=cfg.dtype, max_seq_length=cfg.max_seq_length)
         base = CachedEncoder(model, batch_size=cfg.batch_size, show_progress_bar=cfg.show_progress_bar)
         width = base.dim // len(poolings)
@@ -199,6 +214,24 @@ def run_evaluations(cfg: EvalConfig, output_dir: str | Path | None = None) -> li
             write_results(results, Path(output_dir) / pooling if len(poolings) > 1 else Path(output_dir))
         all_results.append(results)
     return all_results
+
+
+def check_output_dir(output_dir: Path, subdirs: list[Path]) -> None:
+    """Refuse an output folder that cannot take results.json/results.md, without creating anything:
+    a file in the way (the folder itself, a parent, or a results file that is a folder), or no write
+    permission on the nearest existing folder."""
+    for folder in (output_dir / sub for sub in subdirs):
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise LlmcseError(f"--output-dir {str(output_dir)!r} is a file, not a folder" if existing == output_dir
+                              else f"--output-dir {str(output_dir)!r}: {existing} is a file, not a folder")
+        for name in ("results.json", "results.md"):
+            if (folder / name).is_dir():
+                raise LlmcseError(f"--output-dir {str(output_dir)!r}: {folder / name} is a folder; results cannot be written")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise LlmcseError(f"--output-dir {str(output_dir)!r}: no permission to write in {existing}")
 
 
 def _evaluate_tasks(selected, encoder, cfg: EvalConfig, data_dir: Path) -> tuple[dict[str, dict], dict[str, str]]:

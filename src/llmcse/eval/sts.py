@@ -6,13 +6,19 @@ SimCSE and most papers report. Per-subset scores are kept too.
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
+from scipy.stats import ConstantInputWarning, pearsonr, spearmanr
 
 from llmcse.data.loaders import load_sts
 from llmcse.data.records import STSPair
 from llmcse.data.tasks import TaskSpec
 from llmcse.embed.encode import CachedEncoder
+from llmcse.errors import DataFormatError
+
+logger = logging.getLogger(__name__)
 
 
 def cosine_scores(encoder: CachedEncoder, pairs: list[STSPair]) -> np.ndarray:
@@ -23,20 +29,38 @@ def cosine_scores(encoder: CachedEncoder, pairs: list[STSPair]) -> np.ndarray:
 
 
 def correlation_metrics(predicted: np.ndarray, gold: np.ndarray) -> dict[str, float]:
-    """mteb's metric names, x100."""
-    return {
-        "cosine_spearman": 100 * float(spearmanr(predicted, gold).statistic),
-        "cosine_pearson": 100 * float(pearsonr(predicted, gold).statistic),
-    }
+    """mteb's metric names, x100. NaN when a side is constant (the correlation is undefined;
+    ``evaluate_sts`` says why, and results.json stores null)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)  # reported once, with the reason, by the caller
+        return {
+            "cosine_spearman": 100 * float(spearmanr(predicted, gold).statistic),
+            "cosine_pearson": 100 * float(pearsonr(predicted, gold).statistic),
+        }
+
+
+def undefined_correlation_reason(predicted: np.ndarray, gold: np.ndarray) -> str | None:
+    """Why the correlation is undefined (a constant side), or None."""
+    if np.all(gold == gold[0]):
+        return f"all {len(gold)} gold scores are equal ({gold[0]:g})"
+    if np.allclose(predicted, predicted[0], rtol=0, atol=1e-12):
+        return "the model gives every pair the same similarity"
+    return None
 
 
 def evaluate_sts(encoder: CachedEncoder, spec: TaskSpec, split: str) -> dict:
     """Score one STS task split. ``main_score`` is the Spearman correlation x100."""
-    pairs = load_sts(spec.file_for(split))
+    path = spec.file_for(split)
+    pairs = load_sts(path)
+    if len(pairs) < 2:
+        raise DataFormatError(path, None, f"{len(pairs)} pair: a correlation needs at least 2")
     predicted = cosine_scores(encoder, pairs)
     gold = np.array([p.score for p in pairs])
     result = {"main_score": None, **correlation_metrics(predicted, gold), "num_pairs": len(pairs)}
     result["main_score"] = result["cosine_spearman"]
+    if why := undefined_correlation_reason(predicted, gold):
+        result["warning"] = f"{why} in {path}: Spearman is undefined; the score is null"
+        logger.warning("%s: %s", spec.name, result["warning"])
     subsets = sorted({p.subset for p in pairs})
     if len(subsets) > 1:
         per_subset = {}

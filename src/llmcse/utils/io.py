@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -47,7 +51,35 @@ def _umask() -> int:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    """Write ``obj`` as strict JSON: NaN and infinities (which ``json.dumps`` would write as bare
+    ``NaN``/``Infinity``, invalid JSON that strict readers reject) become ``null``, with a warning
+    naming where they were."""
+    clean, where = json_safe(obj)
+    if where:
+        logger.warning("%s: non-finite value(s) written as null at %s", path, ", ".join(where[:10])
+                       + (f" and {len(where) - 10} more" if len(where) > 10 else ""))
+    atomic_write_text(path, json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def json_safe(obj: Any, _where: str = "") -> tuple[Any, list[str]]:
+    """A copy of ``obj`` with every non-finite float (also numpy floats) replaced by None, and the
+    dotted paths of the replaced values (``tasks.sts12.main_score``)."""
+    if isinstance(obj, float) or type(obj).__name__ in ("float32", "float64", "float16"):
+        return (obj, []) if math.isfinite(obj) else (None, [_where or "(top level)"])
+    if isinstance(obj, dict):
+        out, where = {}, []
+        for key, value in obj.items():
+            out[key], w = json_safe(value, f"{_where}.{key}" if _where else str(key))
+            where += w
+        return out, where
+    if isinstance(obj, (list, tuple)):
+        out, where = [], []
+        for i, value in enumerate(obj):
+            item, w = json_safe(value, f"{_where}[{i}]")
+            out.append(item)
+            where += w
+        return out, where
+    return obj, []
 
 
 def file_md5(path: str | Path, chunk_size: int = 1 << 20) -> str:
