@@ -26,7 +26,7 @@ SEEDS = [
     "The city council voted to build a new library downtown.",
     "Three children are playing football in the park.",
     "The scientist published her results in a major journal.",
-    "A small boat sails across the calm blue lake.",
+    "A small boat sailed across the calm blue lake.",  # "-ed": fake_rewrite's reversed intermediate keeps a verb
     "The company reported higher profits than expected this year.",
 ]
 
@@ -219,7 +219,8 @@ def test_filter_runs_cheap_checks_then_llm_scores_and_reports_reasons(tmp_path):
     kept = read_jsonl(out)
     assert [r["id"] for r in kept] == ["a"]
     assert kept[0]["scores"] == {"positive": 4.0, "negative": 2.0}
-    assert kept[0]["filter"] == {"kept": True, "reason": None, "stage": "llm", "scorer": "fake:", "scoring": "rating"}
+    assert kept[0]["filter"] == {"kept": True, "reason": None, "stage": "llm", "scorer": "fake:", "scoring": "rating",
+                                 "scoring_method": "greedy"}  # a back end without probabilities: one answer
     assert [r["id"] for r in read_jsonl(tmp_path / "kept.dropped.jsonl")] == ["b", "c"]
     assert len(calls) == 2  # only record a reached the LLM: one call per field
     # rerun: scores come from <out>.scores.jsonl, nothing is scored twice, outputs are rewritten the same
