@@ -276,6 +276,35 @@ def test_sweep_chooses_weights_on_tune_queries_and_reports_the_rest(tmp_path, to
     assert "report_vs_plain" not in score["plain"]
     printed = capsys.readouterr().out
     assert "(chosen on tune)" in printed and "| bm25 (reference) |" in printed
+    assert result["chosen_report"]["vs_plain"] == score[result["chosen"]]["report_vs_plain"]
+    assert "Chosen on the tune queries: **good " in printed and "95% CI, p, better / worse: [" in printed
+
+
+def test_sweep_chooses_plain_when_no_expansion_beats_it_on_tune(tmp_path, topics_data_dir, capsys):
+    """Plain and BM25 are candidates too: with expansions that only hurt (each names another
+    document's topic) or change nothing (empty: the same vectors as plain, a tie), plain is chosen."""
+    from conftest import TOPICS
+
+    from llmcse.cli import main
+
+    bad, empty = tmp_path / "bad.jsonl", tmp_path / "empty.jsonl"
+    bad.write_text("".join(json.dumps({"_id": f"d{i}", "queries": [TOPICS[(i + 1) % 12]], "keywords": []}) + "\n"
+                           for i in range(12)))
+    empty.write_text("".join(json.dumps({"_id": f"d{i}", "queries": [], "keywords": []}) + "\n" for i in range(12)))
+    out = tmp_path / "sweep"
+    assert main(["-q", "sweep-expansions", "--task", "toy12", "--expansions", f"bad={bad}", "--expansions",
+                 f"empty={empty}", "--weights", "1,1,0", "--output-dir", str(out), "--data-dir", str(topics_data_dir),
+                 "--bm25"]) == 0
+    result = json.loads((out / "sweep.json").read_text())
+    score = {r["setting"]: r for r in result["settings"]}
+    tune = {k: r["tune"]["ndcg_at_10"] for k, r in score.items()}
+    assert tune["empty 1,1,0"] == tune["plain"] > tune["bad 1,1,0"] and tune["bm25"] == 0.0
+    assert result["chosen"] == "plain" and result["best_expanded"] == "empty 1,1,0"
+    assert result["chosen_report"] == {"setting": "plain", "ndcg_at_10": score["plain"]["report"]["ndcg_at_10"],
+                                       "plain_ndcg_at_10": score["plain"]["report"]["ndcg_at_10"], "vs_plain": None}
+    printed = capsys.readouterr().out
+    assert "| plain **(chosen on tune)** |" in printed and "Chosen on the tune queries: **plain**" in printed
+    assert "chosen on the tune queries (plain and BM25 among the candidates): plain" in printed
 
 
 def test_demo_phrases_in_queries_and_keywords_are_rejected_unless_the_document_says_them():

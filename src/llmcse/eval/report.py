@@ -132,9 +132,37 @@ def _retrieval_sections(run_dir: Path) -> list[str]:
     if rt and rt.get("top_k"):
         md += [f"Round-trip filter ({rt['model']}): kept {rt['kept']} of {rt['queries']} queries ({rt['kept_fraction']}); "
                f"{rt['documents_left_without_queries']} documents lost all of theirs.", ""]
+    md += _round1_sections(run_dir)
     sweep = run_dir / "sweep" / "sweep.md"
     if sweep.exists():
         md += ["## Retrieval", "", sweep.read_text(encoding="utf-8").strip(), ""]
+    rounds = run_dir / "sweep" / "rounds.md"
+    if rounds.exists():
+        md += ["## Round 1 vs round 0", "", rounds.read_text(encoding="utf-8").strip(), ""]
+    return md
+
+
+def _round1_sections(run_dir: Path) -> list[str]:
+    """Self-instruct (recipes/retrieval-self-instruct.toml): training pairs, tuning, round-1 expansion and filter."""
+    md: list[str] = []
+    pairs = _load(run_dir / "self_instruct.pairs.report.json")
+    tune = _load(run_dir / "generator" / "tune_generator.json")
+    if pairs or tune:
+        md += ["## Self-instruct tuning", ""]
+    if pairs:
+        md += [f"{pairs['pairs']} training pairs ({pairs['query_pairs']} queries, {pairs['keyword_pairs']} keyword "
+               f"lists) from {pairs['documents']} documents, prompts of {pairs['template']}.", ""]
+    if tune:
+        loss = "" if tune.get("first_loss") is None else f", loss {tune['first_loss']:.3f} -> {tune['final_loss']:.3f}"
+        md += [f"`{tune['base']}` tuned on {tune['examples']} pairs ({tune['dropped_too_long']} too long): "
+               f"{tune['steps']} steps{loss}, {tune['seconds_this_run']} s in the last run.", ""]
+    exp = _load(run_dir / "expansions.r1.summary.json")
+    if exp:
+        md += [f"Round 1 (tuned generator): {exp['documents']} documents expanded, mean {exp['mean_queries']} queries "
+               f"and {exp['mean_keywords']} keywords each; {exp['without_queries']} with no query.", ""]
+    rt = _load(run_dir / "expansions.r1.rt.report.json")
+    if rt and rt.get("top_k"):
+        md += [f"Round 1 round-trip filter: kept {rt['kept']} of {rt['queries']} queries ({rt['kept_fraction']}).", ""]
     return md
 
 
