@@ -139,6 +139,21 @@ def test_a_server_without_logprobs_falls_back_to_sampled_answers(refuse, tmp_pat
     assert "scoring falls back to the mean of 8 answers sampled at temperature 1" in caplog.text
 
 
+def test_a_server_that_ignores_temperature_is_named_in_a_warning(tmp_path, caplog):
+    """transformers serve 5.23 samples only if the folder's generation_config says do_sample: every
+    'sampled' answer is then the greedy one, every score 0 or 5; the user is told why."""
+    def answer(request):
+        prompt = request["messages"][-1]["content"]
+        return ("Yes" if "a b" in prompt else "No") if "same thing" in prompt else fake_answer(request)[0], {}
+
+    pairs = [("a b c", "a b d"), ("x y", "x z"), ("a b e", "a b f"), ("p q", "p r")]
+    with StubOpenAI(answer=answer) as server:
+        server.refuse_logprobs = True
+        scores, method = score_pairs_with_method(OpenAIHTTPGenerator(server.url, "m"), pairs, "yesno")
+    assert method == f"sampled-k{SAMPLES}" and scores == [5.0, 0.0, 5.0, 0.0]
+    assert "seems to ignore temperature" in caplog.text and "do_sample" in caplog.text
+
+
 @pytest.mark.slow
 def test_agreement_on_100_pairs_and_the_fallbacks_spearman(smollm2, capsys):
     """Issue 21.2 acceptance: >= 100 pairs, local hf vs HTTP logprobs (Spearman >= 0.99), and the

@@ -158,10 +158,17 @@ def _sampled_scores(llm: LLM, prompts: list, max_new_tokens: int, parse) -> list
     many = [p for p in prompts for _ in range(SAMPLES)]
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0, seed=SAMPLE_SEED)
     outputs = llm.generate(many, params)
-    scores = []
+    scores, unanimous = [], 0
     for i in range(len(prompts)):
         values = [v for v in (parse(t) for t in outputs[i * SAMPLES:(i + 1) * SAMPLES]) if v is not None]
         scores.append(round(sum(values) / len(values), 4) if values else None)
+        unanimous += len(set(outputs[i * SAMPLES:(i + 1) * SAMPLES])) == 1
+    if len(prompts) >= 4 and unanimous == len(prompts):
+        # transformers serve 5.23 ignores `temperature` unless the model folder's generation_config
+        # says do_sample: every "sampled" answer is then the greedy one and every score 0 or 5
+        logger.warning("%s gave the same answer to all %d samples of every one of %d pairs: the server seems to "
+                       "ignore temperature (for transformers serve: set \"do_sample\": true in the model folder's "
+                       "generation_config.json); these scores are not graded", llm.spec, SAMPLES, len(prompts))
     return scores
 
 
