@@ -5,26 +5,12 @@ write before it loads the model, not after encoding everything; no file is writt
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from llmcse.cli import main
-
-
-def snapshot(folder: Path) -> dict[str, bytes | None]:
-    """Every path under ``folder`` -> its bytes (None for folders)."""
-    return {str(p.relative_to(folder)): (None if p.is_dir() else p.read_bytes()) for p in sorted(folder.rglob("*"))}
-
-
-def cli(argv: list[str], capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    return rc, capsys.readouterr().err
+from fault_helpers import cli, snapshot
 
 
 @pytest.fixture()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmcse.cli import main
+from fault_helpers import snapshot
 
 SENTENCE_RECIPE = """
 [run]
@@ -49,11 +50,6 @@ def _recipe(folder: Path, stages: str = "", name: str = "tiny") -> Path:
     text = SENTENCE_RECIPE.format(stages=stages, seeds=_seeds(folder)).replace('name = "tiny"', f'name = "{name}"')
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def snapshot(folder: Path) -> dict[str, bytes | None]:
-    """Every path under ``folder`` -> its bytes (None for folders)."""
-    return {str(p.relative_to(folder)): (None if p.is_dir() else p.read_bytes()) for p in sorted(folder.rglob("*"))}
 
 
 @pytest.fixture()

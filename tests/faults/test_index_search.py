@@ -20,26 +20,12 @@ from llmcse.cli import main
 from llmcse.errors import LlmcseError
 from llmcse.retrieval import index as ix
 from llmcse.retrieval.index import build_index, search_index
+from fault_helpers import cli, snapshot
 
 TESTS = Path(__file__).resolve().parents[1]
 OLD_CORPUS = TESTS / "data" / "data_dir" / "beir" / "toyretrieval" / "corpus.jsonl"  # d1..d4
 NEW_TOPICS = ["chess openings for beginners", "brewing espresso coffee at home", "bitcoin mining rigs", "marathon training plan"]
 QUERIES = ["espresso", "volcano lava"]
-
-
-def snapshot(folder: Path) -> dict[str, bytes | None]:
-    """Every path under ``folder`` -> its bytes (None for folders)."""
-    return {str(p.relative_to(folder)): (None if p.is_dir() else p.read_bytes()) for p in sorted(folder.rglob("*"))}
-
-
-def cli(argv: list[str], capsys) -> tuple[int, str]:
-    """Run ``llmcse argv``: (exit code, stderr); argparse's own errors exit through SystemExit."""
-    capsys.readouterr()
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    return rc, capsys.readouterr().err
 
 
 def hits(index: Path) -> list[list[tuple[str, float]]]:
