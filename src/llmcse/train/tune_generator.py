@@ -70,16 +70,9 @@ def read_pairs(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise LlmcseError(f"training pairs not found: {path}")
-    pairs = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(path, line_no, f"invalid JSON ({e.msg})") from None
-            pairs.append(_check_pair(record, path, line_no))
+    from llmcse.data.readers import iter_jsonl  # the project's JSONL reader: file:line errors, blank lines skipped
+
+    pairs = [_check_pair(record, path, line_no) for line_no, record in iter_jsonl(path)]
     if not pairs:
         raise DataFormatError(path, None, "no (prompt, completion) records")
     return pairs
