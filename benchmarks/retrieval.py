@@ -236,7 +236,7 @@ def keyword_check_lines(kw: dict | None) -> list[str]:
 
 
 def build_table() -> None:
-    from llmcse.retrieval.sweep import paired_cell
+    from llmcse.eval.sweep import paired_cell
 
     sweep = json.loads((OUT / "sweep" / "sweep.json").read_text())
     rows = {r["setting"]: r for r in sweep["settings"]}
@@ -320,7 +320,7 @@ def build_table() -> None:
 
 def rounds_lines(sweep: dict) -> list[str]:
     """Round 1 vs round 0 on the same report queries (paired CI), when the sweep has both rounds."""
-    from llmcse.retrieval.rounds import compare_rounds, rounds_table
+    from llmcse.eval.rounds import compare_rounds, rounds_table
 
     pairs = {r1: r0 for r1, r0 in (("raw-r1", "raw"), ("filtered-r1", "filtered")) if r1 in sweep.get("expansions", {})}
     comparisons = compare_rounds(sweep, pairs) if pairs else []

@@ -57,3 +57,30 @@ def test_resolved_config_hash_changes_only_with_values():
     c = resolved(load_recipe(None, SECTIONS, ["train.epochs=2"]))
     assert a["config_hash"] == b["config_hash"] != c["config_hash"]
     assert a["config"]["train"]["temperature"] == 0.05
+
+
+@dataclass
+class GenerateSection:
+    llm: str = "hf:model"
+    batch_size: int = 32
+    out: str = "generated.jsonl"
+
+
+def test_a_sub_table_sets_fields_of_its_section_and_wired_keys_are_refused(tmp_path):
+    tables = {"llm": {"spec": "llm", "batch_size": "batch_size"}}
+    sections = {"generate": GenerateSection, "train": TrainSection}
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[generate.llm]\nspec = "fake:"\nbatch_size = 8\n', encoding="utf-8")
+    cfg = load_recipe(recipe, sections, tables=tables)
+    assert cfg["generate"] == GenerateSection(llm="fake:", batch_size=8)
+    cfg = load_recipe(recipe, sections, ["generate.llm.batch_size=4", "generate.llm=fake:x"], tables=tables)
+    assert (cfg["generate"].llm, cfg["generate"].batch_size) == ("fake:x", 4)
+    recipe.write_text('[generate.llm]\nbatchsize = 8\n', encoding="utf-8")
+    with pytest.raises(LlmcseError, match=r"r.toml: unknown key generate.llm.batchsize. Did you mean 'batch_size'\?"):
+        load_recipe(recipe, sections, tables=tables)
+    recipe.write_text('[generate]\nout = "mine.jsonl"\n', encoding="utf-8")
+    with pytest.raises(LlmcseError, match=r"r.toml: generate.out is set by the run"):
+        load_recipe(recipe, sections, tables=tables, wired={"generate": {"out": ""}})
+    recipe.write_text('[train]\nllm = 3\n', encoding="utf-8")  # a section without an llm field has no [x.llm] table
+    with pytest.raises(LlmcseError, match=r"unknown key train.llm"):
+        load_recipe(recipe, sections, tables=tables)

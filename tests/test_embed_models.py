@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from llmcse.embed.models import load_embedder, resolve_model_path
+from llmcse.embed.models import load_embedder
 from llmcse.errors import LlmcseError
+from llmcse.utils.modelspec import resolve_model_path
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,7 @@ def test_raw_checkpoint_with_a_chat_template_embeds_the_plain_sentence(raw_decod
 
 def test_a_converted_folder_published_by_another_process_first_is_kept(tmp_path):
     """Two runs started together both convert the GGUF file; the loser keeps the winner's copy."""
-    from llmcse.embed.models import publish_dir
+    from llmcse.utils.modelspec import publish_dir
 
     out = tmp_path / "converted" / "model-abc"
     winner, loser = tmp_path / "converted" / "model-abc.tmp-1", tmp_path / "converted" / "model-abc.tmp-2"
@@ -138,7 +139,7 @@ def test_a_converted_folder_published_by_another_process_first_is_kept(tmp_path)
 
 
 def test_a_failed_publish_without_a_finished_copy_is_not_hidden(tmp_path):
-    from llmcse.embed.models import publish_dir
+    from llmcse.utils.modelspec import publish_dir
 
     out = tmp_path / "model-abc"
     (out / "partial").mkdir(parents=True)  # a non-empty folder with no config.json: not a finished copy

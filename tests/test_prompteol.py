@@ -45,7 +45,7 @@ def smollm2_tokenizer():
     """SmolLM2's real tokenizer, read straight from the bundled GGUF (no weight conversion)."""
     from transformers import AutoTokenizer
 
-    from llmcse.embed.models import _bundled_smollm2
+    from llmcse.utils.modelspec import _bundled_smollm2
 
     gguf = _bundled_smollm2()
     if gguf is None:

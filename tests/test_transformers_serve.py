@@ -130,7 +130,7 @@ def transformers_server(tmp_path_factory):
     command = _serve_command()
     if command is None:
         pytest.skip("transformers serve is not installed: pip install 'transformers[serving]'")
-    from llmcse.embed.models import resolve_model_path
+    from llmcse.utils.modelspec import resolve_model_path
 
     tmp = tmp_path_factory.mktemp("transformers_serve")
     model = str(_sampling_copy(Path(resolve_model_path("SmolLM2-135M-Instruct")), tmp / "SmolLM2-135M-Instruct"))

@@ -33,7 +33,7 @@ def _md5(path: Path) -> str:
 def smollm2_tokenizer():
     from transformers import AutoTokenizer
 
-    from llmcse.embed.models import resolve_model_path
+    from llmcse.utils.modelspec import resolve_model_path
 
     return AutoTokenizer.from_pretrained(resolve_model_path("SmolLM2-135M-Instruct"))
 
@@ -42,7 +42,7 @@ def test_only_completion_tokens_are_labelled_and_the_loss_equals_the_models_own(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from llmcse.embed.models import resolve_model_path
+    from llmcse.utils.modelspec import resolve_model_path
     from llmcse.llm.hf import HFGenerator
     from llmcse.train.tune_generator import IGNORE_INDEX, PadCollator, completion_loss, tokenize_pair
 
@@ -96,7 +96,8 @@ def test_bad_pairs_name_file_and_line_and_exit_2(tmp_path, capsys):
 
 def test_tune_stop_resume_merge_and_generate_with_hf(tmp_path, capsys):
     """Smoke: 2 steps, stop; the same command with --max-steps 3 continues from checkpoint-2 (1
-    step more); the merged folder is a plain transformers model that hf: loads and generates with."""
+    step more); the merged folder is a plain transformers model that hf: loads and generates with,
+    and holds the model only (issue 24: the checkpoints lie beside it and are deleted at the end)."""
     from transformers import AutoModelForCausalLM
 
     from llmcse.cli import main
@@ -105,23 +106,39 @@ def test_tune_stop_resume_merge_and_generate_with_hf(tmp_path, capsys):
 
     data = _pairs_file(tmp_path / "pairs.jsonl", n=4)
     before = _md5(data)
-    out = tmp_path / "gen"
+    out, beside = tmp_path / "gen", tmp_path / "gen.checkpoints"
     common = ["-q", "tune-generator", "--data", str(data), "--out", str(out), "--batch-size", "2", "--max-length", "48",
               "--lora-r", "4", "--save-steps", "1", "--logging-steps", "1"]
-    assert main(common + ["--max-steps", "2"]) == 0
+    keep_all = ["--keep-checkpoints", "0"]  # every checkpoint stays after the end: a longer run can continue
+    assert main(common + keep_all + ["--max-steps", "2"]) == 0
     first = json.loads((out / "tune_generator.json").read_text())
     assert first["steps"] == 2 and first["steps_this_run"] == 2 and first["resumed_from"] is None
     assert [e["step"] for e in first["loss_history"]] == [1, 2] and first["examples"] == 4
     assert first["tokens_seen"] > 0 and first["completion_tokens_per_epoch"] > 0
-    assert main(common + ["--max-steps", "3"]) == 0
-    second = json.loads((out / "tune_generator.json").read_text())
-    assert second["resumed_from"].endswith("checkpoint-2") and second["steps"] == 3 and second["steps_this_run"] == 1
-    assert [e["step"] for e in second["loss_history"]] == [1, 2, 3]  # the earlier steps' log came with the checkpoint
-    printed = capsys.readouterr().out
-    assert "resumed at step 2" in printed and f"--llm hf:{out}" in printed
+    assert sorted(p.name for p in beside.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    assert (beside / "checkpoint-2" / "optimizer.pt").is_file() and first["checkpoints"] == str(beside)
+    assert not (out / "checkpoints").exists()
     # changed settings are refused rather than mixed into the old checkpoints
     assert main(common + ["--max-steps", "4", "--lr", "1e-3"]) == 2
     assert "holds checkpoints of other settings (lr changed)" in capsys.readouterr().err
+    # an older llmcse kept them inside the model folder: they move beside it and still resume; with the
+    # default --keep-checkpoints they are deleted once the model is saved
+    beside.rename(out / "checkpoints")
+    assert main(common + ["--max-steps", "3"]) == 0
+    second = json.loads((out / "tune_generator.json").read_text())
+    assert second["resumed_from"] == str(beside / "checkpoint-2") and second["steps"] == 3
+    assert second["steps_this_run"] == 1 and second["checkpoints"] is None
+    assert [e["step"] for e in second["loss_history"]] == [1, 2, 3]  # the earlier steps' log came with the checkpoint
+    printed = capsys.readouterr().out
+    assert "resumed at step 2" in printed and f"--llm hf:{out}" in printed
+    assert not beside.exists() and not (out / "checkpoints").exists()
+    assert not [p for p in out.rglob("*") if p.name.startswith(("checkpoint-", "optimizer", "scheduler", "rng_state"))]
+    # a checkpoints folder holding someone else's files is refused (it would be deleted at the end)
+    beside.mkdir()
+    (beside / "notes.txt").write_text("mine")
+    assert main(common + ["--max-steps", "4"]) == 2
+    assert "holds files tune-generator did not write (notes.txt)" in capsys.readouterr().err
+    assert (beside / "notes.txt").read_text() == "mine"
     # a plain transformers folder: no adapter files, loads without peft, keeps the chat template
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
     assert (out / "chat_template.jinja").is_file() or "chat_template" in (out / "tokenizer_config.json").read_text()
@@ -177,7 +194,7 @@ class RecordingLLM:
 
 def test_self_instruct_pairs_rebuild_the_exact_prompts_with_the_kept_texts(tmp_path, capsys):
     from llmcse.cli import main
-    from llmcse.retrieval.expand import ExpandConfig, run_expand
+    from llmcse.synth.expand import ExpandConfig, run_expand
 
     corpus = tmp_path / "corpus.jsonl"
     docs = {"a": "Volcanoes erupt lava and ash. " * 40, "b": "Frogs live in rain forests.", "c": ""}

@@ -137,49 +137,101 @@ def parse_override(text: str) -> tuple[str, str, str]:
     return section, key, value.strip()
 
 
-def load_recipe(path: str | Path | None, sections: dict[str, type], overrides: list[str] = ()) -> dict[str, Any]:
+def load_recipe(path: str | Path | None, sections: dict[str, type], overrides: list[str] = (),
+                tables: dict[str, dict[str, str]] | None = None,
+                wired: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Load a recipe file into one dataclass per section, apply ``--set`` overrides.
 
     Args:
         path: The TOML file (None: defaults only).
         sections: section name -> dataclass type.
-        overrides: ``section.key=value`` strings.
+        overrides: ``section.key=value`` strings (``section.table.key=value`` for a sub-table's key).
+        tables: sub-table name -> {its key -> the section field it sets}: ``[generate.llm] spec = ...``
+            sets ``generate.llm``.
+        wired: section -> {field: placeholder}: fields the caller sets itself (a run's files); a recipe
+            that sets one is refused.
 
     Returns:
         section name -> dataclass instance.
     """
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise LlmcseError(f"recipe {path} not found") from None
-        except tomllib.TOMLDecodeError as e:
-            raise LlmcseError(f"{path}: invalid TOML: {e}") from None
+    raw = _read_toml(path)
     unknown = [s for s in raw if s not in sections]
     if unknown:
         raise LlmcseError(f"{path}: unknown section [{unknown[0]}].{did_you_mean(unknown[0], list(sections))} "
                           f"Valid: {', '.join(sections)}")
-    sources = value_sources(path, overrides)
+    sources = value_sources(path, overrides, tables)
+    for name, values in raw.items():
+        if not isinstance(values, dict):  # `generate = 5` at the top level: not a [section]
+            raise LlmcseError(f"{path}: {name} = {values!r}: expected a [{name}] section")
+    def tables_of(name: str) -> dict[str, dict[str, str]]:  # a sub-table [x.llm] only where x has an llm field
+        return {t: keys for t, keys in (tables or {}).items() if t in _field_types(sections[name])}
+
+    raw = {name: _flatten(values, name, tables_of(name), f"{path}: ") for name, values in raw.items()}
     for text in overrides:
         section, key, value = parse_override(text)
         if section not in sections:
             raise LlmcseError(f"--set {text}: unknown section {section!r}.{did_you_mean(section, list(sections))}")
-        raw.setdefault(section, {})[key] = value
+        raw.setdefault(section, {}).update(_flatten({key: value}, section, tables_of(section), "--set "))
     for name, values in raw.items():
-        if not isinstance(values, dict):  # `generate = 5` at the top level: not a [section]
-            raise LlmcseError(f"{path}: {name} = {values!r}: expected a [{name}] section")
-    return {name: build_section(cls, raw.get(name, {}), name,
+        for key in (wired or {}).get(name, {}):
+            if key in values:
+                raise LlmcseError(f"{sources.get(f'{name}.{key}', '')}{name}.{key} is set by the run (its own files "
+                                  "and data dir); remove it")
+    return {name: build_section(cls, {**(wired or {}).get(name, {}), **raw.get(name, {})}, name,
                                 {k: sources.get(f"{name}.{k}", "") for k in raw.get(name, {})})
             for name, cls in sections.items()}
 
 
-def value_sources(path: str | Path | None, overrides: list[str] = ()) -> dict[str, str]:
+def _read_toml(path: str | Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LlmcseError(f"recipe {path} not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise LlmcseError(f"{path}: invalid TOML: {e}") from None
+
+
+def _flatten(values: dict[str, Any], section: str, tables: dict[str, dict[str, str]], source: str) -> dict[str, Any]:
+    """``{"llm": {"spec": s, "batch_size": 8}}`` or ``{"llm.batch_size": "8"}`` -> ``{"llm": s, "batch_size": 8}``
+    (a sub-table's keys mapped to the section's fields by ``tables``); other keys as they are."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        head, dot, rest = key.partition(".")
+        if dot and head in tables:
+            value, key = {rest: value}, head
+        if key in tables and isinstance(value, dict):
+            for sub, v in value.items():
+                if sub not in tables[key]:
+                    raise LlmcseError(f"{source}unknown key {section}.{key}.{sub}.{did_you_mean(sub, list(tables[key]))}"
+                                      f" Valid keys in [{section}.{key}]: {', '.join(tables[key])}")
+                out[tables[key][sub]] = v
+        else:
+            out[key] = value
+    return out
+
+
+def value_sources(path: str | Path | None, overrides: list[str] = (),
+                  tables: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
     """``section.key`` -> where its value comes from (``"r.toml: "`` or ``"--set "``), for error messages."""
     raw = tomllib.loads(Path(path).read_text(encoding="utf-8")) if path is not None else {}
-    sources = {f"{s}.{k}": f"{path}: " for s, keys in raw.items() if isinstance(keys, dict) for k in keys}
-    return sources | {".".join(parse_override(o)[:2]): "--set " for o in overrides}
+    sources = {}
+    for section, values in raw.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if tables and key in tables and isinstance(value, dict):
+                    sources.update({f"{section}.{tables[key].get(sub, sub)}": f"{path}: " for sub in value})
+                else:
+                    sources[f"{section}.{key}"] = f"{path}: "
+    for text in overrides:
+        section, key, _ = parse_override(text)
+        head, dot, rest = key.partition(".")
+        if dot and tables and head in tables:
+            key = tables[head].get(rest, rest)
+        sources[f"{section}.{key}"] = "--set "
+    return sources
 
 
 def resolved(config: dict[str, Any]) -> dict[str, Any]:

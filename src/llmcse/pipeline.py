@@ -1,6 +1,13 @@
 """``llmcse run RECIPE.toml``: seed sentences -> generate -> filter -> train -> eval (or, for
 retrieval recipes, documents -> expand -> filter-expansions -> sweep), in one run folder.
 
+A recipe section holds one stage's settings: the fields of that stage's config dataclass
+(``llmcse.stages``), the same names as the stage command's flags and ``--set`` keys, with the same
+defaults and checks. ``[generate.llm]`` (also ``[filter.llm]``, ``[expand.llm]``) sets the LLM back end:
+``spec``, ``batch_size``, ``dtype``, ``concurrency``, ``request_timeout``, ``max_retries`` (``llm =
+"hf:..."`` in the section still sets the spec). The files a stage reads and writes are the run's
+(``STEPS``); a recipe that sets one of them is refused.
+
 Every stage reads and writes files in the run folder:
 
     generate           generated.jsonl (+ .rejected.jsonl, .summary.json)
@@ -35,23 +42,25 @@ value therefore reruns that stage and the ones after it, nothing before.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as dt
 import logging
 import os
 import shutil
-import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from llmcse.config import Range, check_values, load_recipe, parse_override, value_sources
+from llmcse.config import check_values, load_recipe, value_sources
 from llmcse.errors import LlmcseError
-from llmcse.eval.run import EvalConfig
-from llmcse.retrieval.expand import ExpandConfig
+from llmcse.stages import STAGES
+from llmcse.stages.base import LLM_TABLE, Stage
+from llmcse.synth.expand import ExpandConfig
 from llmcse.synth.filter import FilterConfig
 from llmcse.synth.generate import GenerateConfig
 from llmcse.train.recipes import TrainConfig
+from llmcse.train.tune_generator import TuneConfig
 from llmcse.utils.io import atomic_write_json, atomic_write_text, config_hash, file_md5
 
 logger = logging.getLogger(__name__)
@@ -64,120 +73,108 @@ class RunSection:
     stages: list[str] | None = None  # None: decided by the recipe's sections (module docstring)
 
 
-@dataclass
-class EvalSection:
-    tasks: str = "stsb"  # what the before/after table shows
-    batch_size: int = 64
-    dtype: str | None = None
-    transfer_max_examples: int | None = None  # transfer probe on a seeded sample of each split (cheaper)
+@dataclass(frozen=True)
+class Step:
+    """One step of a run: the registered stage it runs (its settings: that stage's recipe section) and
+    the run-folder files it reads and writes.
+
+    ``files``: config field -> path in the run folder. ``outputs``: what must exist for the step to count
+    as done (default: its output files / folder). ``side_outputs``: what it writes beside them, by
+    suffix of the output's stem, "+" suffixes after its full name, "/" the output's whole folder.
+    ``hashed``: the settings its stamp hashes even at their default (the fields it hashed before
+    the stage registry, so old run folders keep their stamps); other settings count once set.
+    """
+
+    name: str
+    stage: str
+    files: dict[str, str] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    side_outputs: tuple[str, ...] = ()
+    hashed: tuple[str, ...] | type = ()
+    wrap: str | None = None  # the stamp hashes {wrap: settings} (as before the registry)
+    extra_inputs: tuple[str, ...] = ()  # run-folder files it reads besides its config's inputs
 
 
-@dataclass
-class FilterExpansionsSection:
-    model: str = "all-MiniLM-L6-v2"  # the base retriever that must find a query's own document
-    top_k: int = 20
-    batch_size: int = 64
-    dtype: str | None = None  # the retriever's; bfloat16 embeds the corpus ~2x faster on CPUs with bf16
-    keyword_check: bool = True  # drop meta-phrase / function-word keywords (as expand does); 0 top_k: no round trip
-
-
-@dataclass
-class SweepSection:
-    task: str = "arguana"  # BEIR task in the data dir; its corpus is what [expand] expands
-    model: str = "all-MiniLM-L6-v2"
-    weights: list[str] = dataclasses.field(default_factory=lambda: ["1,1,0", "1,0,1", "1,1,1", "mean"])
-    tune_fraction: float = 0.5  # share of the test queries used to choose the setting; the rest is reported
-    dtype: str | None = None
-    bm25: bool = False  # BM25 as a reference row on the same query parts (needs llmcse[bm25])
-    multirep: list[str] = dataclasses.field(default_factory=list)  # MultiRepSpec texts, e.g. ["sent", "sent+queries"]
-
-
-@dataclass
-class SelfInstructSection:
-    """Round 1 of arXiv 2409.16497: training pairs from round 0's kept texts (self-instruct-pairs)."""
-    queries: bool = True  # a pair per kept query
-    keywords: bool = True  # a pair per document's kept keyword list
-    demos: bool = True  # keep the template's demos in the prompts (round 1 then expands with the same template)
-    prompts: str | None = None  # round 1's expand template; None: [expand] prompts (give a demo-free one with demos = false)
-
-
-@dataclass
-class TuneGeneratorSection:
-    """``llmcse tune-generator`` settings (TuneConfig without data / out, which the run wires)."""
-    base: str | None = None  # None: the model of [expand] llm = "hf:NAME" (round 0's generator tunes itself)
-    epochs: float = 1.0
-    max_steps: int = -1
-    lr: float = 2e-4
-    lora_r: int = 16
-    lora_alpha: int | None = None
-    lora_dropout: float = 0.05
-    batch_size: int = 8
-    gradient_accumulation: int = 1
-    max_length: int = 512
-    warmup_ratio: float = 0.03
-    seed: int = 42
-    dtype: str = "float32"
-    logging_steps: int = 10
-    save_steps: int = 100
-    keep_checkpoints: int = 2
-    device: str | None = None
-
-
-SECTIONS = {"run": RunSection, "generate": GenerateConfig, "filter": FilterConfig, "train": TrainConfig,
-            "eval": EvalSection, "expand": ExpandConfig, "filter_expansions": FilterExpansionsSection,
-            "sweep": SweepSection, "self_instruct": SelfInstructSection, "tune_generator": TuneGeneratorSection}
-
-# allowed values beyond the field's type (checked on load: a bad value is one line, not a traceback
-# minutes into a run); None values mean "unset" and are not checked
-AT_LEAST_1, AT_LEAST_0, POSITIVE, UNIT, OPEN_UNIT = Range(1), Range(0), Range(0, low_open=True), Range(0, 1), \
-    Range(0, 1, low_open=True, high_open=True)
-VALUE_RULES: dict[str, Range | tuple] = {
-    **{f"{s}.{k}": AT_LEAST_1 for s, keys in {
-        "generate": ("n", "max_new_tokens", "max_attempts", "chunk_size", "max_seed_words"),
-        "filter": ("chunk_size",),
-        "train": ("batch_size", "gradient_accumulation", "max_seq_length", "eval_steps", "logging_steps",
-                  "eval_max_pairs", "max_examples", "lora_alpha"),
-        "eval": ("batch_size", "transfer_max_examples"),
-        "expand": ("max_doc_tokens", "max_new_tokens", "keyword_max_new_tokens", "max_attempts", "chunk_size", "n",
-                   "shard_size"),
-        "filter_expansions": ("batch_size",),
-        "tune_generator": ("lora_r", "batch_size", "gradient_accumulation", "max_length", "logging_steps",
-                           "save_steps", "lora_alpha")}.items() for k in keys},
-    **{f"{s}.{k}": AT_LEAST_0 for s, keys in {
-        "generate": ("temperature", "min_seed_words", "max_retries"), "filter": ("max_positive_overlap", "max_retries"),
-        "train": ("keep_checkpoints", "lora_r", "beta"), "expand": ("queries", "keywords", "temperature", "max_retries"),
-        "filter_expansions": ("top_k",), "tune_generator": ("epochs", "keep_checkpoints")}.items() for k in keys},
-    **{f"{s}.{k}": POSITIVE for s, keys in {
-        "generate": ("max_length_ratio", "request_timeout"), "filter": ("request_timeout",),
-        "train": ("epochs", "lr", "temperature"), "expand": ("request_timeout",)}.items() for k in keys},
-    "generate.top_p": Range(0, 1, low_open=True), "expand.top_p": Range(0, 1, low_open=True),
-    "filter.t_pos": Range(0, 5), "filter.t_neg": Range(0, 5), "filter.quantile": UNIT,
-    "filter.min_positive_overlap": UNIT, "filter.min_negative_overlap": UNIT, "filter.scoring": ("yesno", "rating"),
-    "train.max_steps": Range(-1), "train.warmup_ratio": UNIT, "train.lora_dropout": Range(0, 1, high_open=True),
-    "train.false_negative_threshold": Range(-1, 1), "train.false_negative_reference": ("precomputed", "frozen", "self"),
-    "train.lora_export": ("merged", "adapter"), "sweep.tune_fraction": OPEN_UNIT,
-    "tune_generator.max_steps": Range(-1), "tune_generator.lr": POSITIVE, "tune_generator.warmup_ratio": UNIT,
-    "tune_generator.lora_dropout": Range(0, 1, high_open=True),
-    "tune_generator.dtype": ("float32", "bfloat16", "float16"),
-}
-
+_EXPAND_SIDE = (".summary.json", ".identity.json", "+.runs.jsonl", "+.shards")
+_EVAL_HASHED = ("tasks", "batch_size", "dtype", "transfer_max_examples")
+_FILTER_EXPANSIONS_HASHED = ("model", "top_k", "batch_size", "dtype", "keyword_check")
+STEPS = {s.name: s for s in (
+    Step("generate", "generate", {"out": "generated.jsonl"}, side_outputs=(".rejected.jsonl", ".summary.json",
+                                                                           ".identity.json"), hashed=GenerateConfig),
+    Step("filter", "filter", {"input": "generated.jsonl", "out": "kept.jsonl"},
+         side_outputs=(".dropped.jsonl", ".scores.jsonl", ".report.json"), hashed=FilterConfig),
+    # model.checkpoints/, model.previous/ (train/folders.py)
+    Step("train", "train", {"out": "model"}, side_outputs=("+.checkpoints", "+.previous"), hashed=TrainConfig),
+    Step("eval", "eval", {"output_dir": "eval"}, outputs=("eval/before_after.md",), side_outputs=("/",),
+         hashed=_EVAL_HASHED, wrap="eval", extra_inputs=("model/llmcse_training.json",)),
+    Step("expand", "expand", {"out": "expansions.jsonl"}, side_outputs=_EXPAND_SIDE, hashed=ExpandConfig),
+    Step("filter-expansions", "filter-expansions", {"input": "expansions.jsonl", "out": "expansions.rt.jsonl"},
+         side_outputs=(".report.json",), hashed=_FILTER_EXPANSIONS_HASHED, wrap="filter_expansions"),
+    Step("self-instruct-pairs", "self-instruct-pairs", {"expansions": "expansions.jsonl", "kept": "expansions.rt.jsonl",
+                                                        "out": "self_instruct.pairs.jsonl"},
+         side_outputs=(".report.json",), hashed=("queries", "keywords", "demos", "prompts"), wrap="self_instruct"),
+    Step("tune-generator", "tune-generator", {"data": "self_instruct.pairs.jsonl", "out": "generator"},
+         outputs=("generator/tune_generator.json",), side_outputs=("/",), hashed=TuneConfig),  # model, checkpoints/
+    Step("expand-r1", "expand", {"out": "expansions.r1.jsonl"}, side_outputs=_EXPAND_SIDE, hashed=ExpandConfig,
+         extra_inputs=("generator/tune_generator.json",)),
+    Step("filter-expansions-r1", "filter-expansions", {"input": "expansions.r1.jsonl", "out": "expansions.r1.rt.jsonl"},
+         side_outputs=(".report.json",), hashed=_FILTER_EXPANSIONS_HASHED, wrap="filter_expansions"),
+    Step("sweep", "sweep-expansions", {"output_dir": "sweep"}, outputs=("sweep/sweep.json",), side_outputs=("/",),
+         hashed=("task", "model", "weights", "tune_fraction", "dtype", "bm25", "multirep"), wrap="sweep"),
+)}
 SENTENCE_STAGES = ("generate", "filter", "train", "eval")
 # round 1 (self-instruct): tune the generator on round 0's kept texts, expand and filter again
 SELF_INSTRUCT_STAGES = ("self-instruct-pairs", "tune-generator", "expand-r1", "filter-expansions-r1")
 RETRIEVAL_STAGES = ("expand", "filter-expansions", *SELF_INSTRUCT_STAGES, "sweep")
-STAGES = SENTENCE_STAGES + RETRIEVAL_STAGES
+STAGE_ORDER = SENTENCE_STAGES + RETRIEVAL_STAGES
+
+# recipe section -> its stage's config dataclass (a section is a stage's settings)
+SECTIONS: dict[str, type] = {"run": RunSection, **{STAGES.get(s.stage).section_name(): STAGES.get(s.stage).config
+                                                   for s in STEPS.values()}}
+TABLES = {"llm": LLM_TABLE}  # [generate.llm] spec = ... -> generate.llm, batch_size -> generate.batch_size, ...
+# fields the run sets (its files, data dir, the evaluated model): a recipe may not; placeholders until wired
+WIRED: dict[str, dict[str, Any]] = {}
+for _step in STEPS.values():
+    _section = STAGES.get(_step.stage).section_name()
+    WIRED.setdefault(_section, {}).update({k: "" for k in _step.files})
+for _section, _fields in {"filter_expansions": {"corpus": ""}, "self_instruct": {"corpus": ""},
+                          "eval": {"model": "", "data_dir": None}, "train": {"data_dir": None},
+                          "sweep": {"expansions": {}, "data_dir": None}, "expand": {"shard": None}}.items():
+    WIRED[_section].update(_fields)
+# where the run's defaults differ from the stage command's, and why
+RUN_DEFAULTS = {"eval": {"tasks": "stsb"}}  # the before/after table: STS-B alone (the command's default is sts)
+# allowed values beyond the field's type (checked on load: a bad value is one line, not a traceback
+# minutes into a run); None values mean "unset" and are not checked
+VALUE_RULES = {f"{stage.section_name()}.{k}": rule for _, stage in STAGES.items() if stage.config
+               and stage.section_name() in SECTIONS for k, rule in stage.rules.items()}
+# how a stage is restarted, reaches its server or finds its data is not what it computes
+NOT_HASHED = ("resume", "request_timeout", "max_retries", "concurrency", "data_dir")
+# library config fields added since run folders got stamps: hashed once set, so an older stamp stays valid
+ADDED_SINCE_STAMPS = {"train": ("loss",)}
 
 
-def load_pipeline(recipe: str | Path, overrides: list[str] = ()) -> tuple[dict[str, Any], set[str]]:
-    """The recipe's sections, and which [train] keys the user set (recipe defaults fill the rest)."""
-    config = load_recipe(recipe, SECTIONS, overrides)
-    raw = tomllib.loads(Path(recipe).read_text(encoding="utf-8"))
-    train_keys = set(raw.get("train", {})) | {parse_override(o)[1] for o in overrides if parse_override(o)[0] == "train"}
-    config["run"] = dataclasses.replace(config["run"], stages=selected_stages(config["run"].stages, set(raw)))
-    sources = value_sources(recipe, overrides)
+def load_pipeline(recipe: str | Path, overrides: list[str] = ()) -> tuple[dict[str, Any], dict[str, set[str]]]:
+    """The recipe's sections, and per section the keys the user set (the rest keep their defaults)."""
+    config = load_recipe(recipe, SECTIONS, overrides, tables=TABLES, wired=WIRED)
+    sources = value_sources(recipe, overrides, tables=TABLES)
+    keys: dict[str, set[str]] = {name: set() for name in SECTIONS}
+    for name in sources:
+        section, _, key = name.partition(".")
+        keys.setdefault(section, set()).add(key)
+    for section, defaults in RUN_DEFAULTS.items():
+        config[section] = dataclasses.replace(config[section], **{k: v for k, v in defaults.items()
+                                                                   if k not in keys[section]})
+    config["run"] = dataclasses.replace(config["run"], stages=selected_stages(config["run"].stages, _sections(recipe)))
     check_values(config, VALUE_RULES, sources)
     check_run_name(config["run"].name, sources.get("run.name", ""))
-    return config, train_keys
+    return config, keys
+
+
+def _sections(recipe: str | Path) -> set[str]:
+    """The sections the recipe file has (which decide the default stages)."""
+    import tomllib
+
+    return set(tomllib.loads(Path(recipe).read_text(encoding="utf-8")))
 
 
 def selected_stages(stages: list[str] | str | None, sections: set[str]) -> list[str]:
@@ -190,77 +187,91 @@ def selected_stages(stages: list[str] | str | None, sections: set[str]) -> list[
         return list(SENTENCE_STAGES)
     if isinstance(stages, str):  # --set run.stages=train,eval
         stages = [s.strip() for s in stages.split(",") if s.strip()]
-    unknown = [s for s in stages if s not in STAGES]
+    unknown = [s for s in stages if s not in STAGE_ORDER]
     if unknown or not stages:
         raise LlmcseError(f"[run] stages {stages!r}: choose from {', '.join(SENTENCE_STAGES)} (sentence recipes) "
                           f"or {', '.join(RETRIEVAL_STAGES)} (retrieval recipes)")
     if not (set(stages) <= set(SENTENCE_STAGES) or set(stages) <= set(RETRIEVAL_STAGES)):
         raise LlmcseError(f"[run] stages {stages!r} mix sentence and retrieval stages; one recipe does one or the other")
-    return [s for s in STAGES if s in stages]
+    return [s for s in STAGE_ORDER if s in stages]
 
 
-def wire(config: dict[str, Any], train_keys: set[str], run_dir: Path) -> dict[str, Any]:
-    """Point every stage at the run folder: stage i's output is stage i+1's input."""
+def _files(step: str, run_dir: Path) -> dict[str, str]:
+    return {name: str(run_dir / rel) for name, rel in STEPS[step].files.items()}
+
+
+def wire(config: dict[str, Any], keys: dict[str, set[str]], run_dir: Path) -> dict[str, Any]:
+    """Each step's stage config, pointed at the run folder: step i's output is step i+1's input."""
     from llmcse.data.paths import resolve_data_dir
-    from llmcse.train.run import apply_recipe_defaults
 
     stages_ = config["run"].stages
+    data_dir = config["run"].data_dir
     if stages_[0] in RETRIEVAL_STAGES:
-        return _wire_retrieval(config, run_dir, stages_)
-    data_dir = lambda: resolve_data_dir(config["run"].data_dir)  # noqa: E731 - only looked up when needed
-    seeds = config["generate"].seeds or str(data_dir() / "unlabeled" / "wiki_sentences.txt")
-    generate = dataclasses.replace(config["generate"], seeds=seeds, out=str(run_dir / "generated.jsonl"))
-    filter_ = dataclasses.replace(config["filter"], input=generate.out, out=str(run_dir / "kept.jsonl"))
+        return _wire_retrieval(config, keys, run_dir, stages_)
+    seeds = config["generate"].seeds or str(resolve_data_dir(data_dir) / "unlabeled" / "wiki_sentences.txt")
+    generate = dataclasses.replace(config["generate"], seeds=seeds, **_files("generate", run_dir))
+    filter_ = dataclasses.replace(config["filter"], **_files("filter", run_dir))
     if "filter" in stages_:
         train_data = filter_.out
     elif "generate" in stages_:
         train_data = generate.out
     elif config["train"].data:
-        train_data = config["train"].data.replace("{data_dir}", str(data_dir()))
+        train_data = config["train"].data.replace("{data_dir}", str(resolve_data_dir(data_dir)))
     else:
         raise LlmcseError("a recipe without generate/filter stages needs [train] data = \"...\" "
                           "(e.g. \"{data_dir}/nli/triplets.tsv\")")
-    train = dataclasses.replace(config["train"], data=train_data, out=str(run_dir / "model"))
-    train = apply_recipe_defaults(train, train_keys | {"data", "out"})
-    return {**config, "generate": generate, "filter": filter_, "train": train}
+    train = dataclasses.replace(config["train"], data=train_data, data_dir=data_dir, **_files("train", run_dir))
+    train = STAGES.get("train").resolve(train, keys["train"] | {"data", "out"})  # the recipe's deviations
+    eval_ = dataclasses.replace(config["eval"], model=train.base, data_dir=data_dir, **_files("eval", run_dir))
+    return {"generate": generate, "filter": filter_, "train": train, "eval": eval_}
 
 
-def _wire_retrieval(config: dict[str, Any], run_dir: Path, stages_: list[str]) -> dict[str, Any]:
+def _wire_retrieval(config: dict[str, Any], keys: dict[str, set[str]], run_dir: Path, stages_: list[str]) -> dict:
     from llmcse.data.paths import resolve_data_dir
 
-    sweep = config["sweep"]
+    data_dir = config["run"].data_dir
+    sweep = STAGES.get("sweep").resolve(config["sweep"], keys["sweep"])
     corpus = config["expand"].corpus
-    if corpus == ExpandConfig.corpus:  # not set: the sweep task's corpus
-        corpus = str(resolve_data_dir(config["run"].data_dir) / "beir" / sweep.task / "corpus.jsonl")
-    expand = dataclasses.replace(config["expand"], corpus=corpus, out=str(run_dir / "expansions.jsonl"))
-    if isinstance(sweep.weights, str):  # --set sweep.weights="1,1,0;mean"
-        sweep = dataclasses.replace(sweep, weights=[w.strip() for w in sweep.weights.split(";") if w.strip()])
-    if isinstance(sweep.multirep, str):  # --set sweep.multirep="sent;sent+queries"
-        sweep = dataclasses.replace(sweep, multirep=[m.strip() for m in sweep.multirep.split(";") if m.strip()])
-    return {**config, "expand": expand, "sweep": sweep, **_wire_round1(config, expand, run_dir, stages_)}
+    if "corpus" not in keys["expand"]:  # not set: the sweep task's corpus
+        corpus = str(resolve_data_dir(data_dir) / "beir" / sweep.task / "corpus.jsonl")
+    expand = dataclasses.replace(config["expand"], corpus=corpus, **_files("expand", run_dir))
+    filter_expansions = dataclasses.replace(config["filter_expansions"], corpus=corpus,
+                                            **_files("filter-expansions", run_dir))
+    # each round's sets, when its stage is part of the run; "raw-r1" pairs with "raw" in sweep/rounds.md
+    steps = {"expand": expand, "filter-expansions": filter_expansions,
+             **_wire_round1(config, keys, expand, filter_expansions, run_dir, stages_)}
+    sets = {name: steps[step].out for name, step in (("raw", "expand"), ("filtered", "filter-expansions"),
+                                                     ("raw-r1", "expand-r1"), ("filtered-r1", "filter-expansions-r1"))
+            if step in stages_ or name == "raw"}
+    steps["sweep"] = dataclasses.replace(sweep, expansions=sets, data_dir=data_dir, **_files("sweep", run_dir))
+    return steps
 
 
-def _wire_round1(config: dict[str, Any], expand: ExpandConfig, run_dir: Path, stages_: list[str]) -> dict[str, Any]:
+def _wire_round1(config: dict[str, Any], keys: dict[str, set[str]], expand, filter_expansions, run_dir: Path,
+                 stages_: list[str]) -> dict[str, Any]:
     """Round 1: the generator tuned on round 0's kept texts (run_dir/generator) expands the corpus again."""
-    from llmcse.train.tune_generator import TuneConfig
-
-    section = config["tune_generator"]
-    base = section.base
+    tune = config["tune_generator"]
+    base = tune.base if "base" in keys["tune_generator"] else None
     if base is None and expand.llm.startswith("hf:"):
         base = expand.llm[3:]  # the round-0 generator tunes itself, as in the paper
     if base is None and "tune-generator" in stages_:
         raise LlmcseError(f"[tune_generator] base: [expand] llm = {expand.llm!r} is not a local hf: model to tune; "
                           "set [tune_generator] base = \"SmolLM2-135M-Instruct\" (or a model folder)")
-    settings = {k: v for k, v in dataclasses.asdict(section).items() if k != "base"}
-    tune = TuneConfig(data=str(run_dir / "self_instruct.pairs.jsonl"), out=str(run_dir / "generator"),
-                      base=base or TuneConfig.base, **settings)
-    expand_r1 = dataclasses.replace(expand, llm=f"hf:{tune.out}", out=str(run_dir / "expansions.r1.jsonl"),
-                                    prompts=config["self_instruct"].prompts or expand.prompts)
-    return {"tune_generator": tune, "expand_r1": expand_r1}
+    tune = dataclasses.replace(tune, base=base or TuneConfig.base, **_files("tune-generator", run_dir))
+    si = config["self_instruct"]
+    kept = filter_expansions.out if "filter-expansions" in stages_ else None  # round 1 learns from what round 0 kept
+    pairs = dataclasses.replace(si, corpus=expand.corpus, **{**_files("self-instruct-pairs", run_dir), "kept": kept})
+    expand_r1 = dataclasses.replace(expand, llm=f"hf:{tune.out}", prompts=si.prompts or expand.prompts,
+                                    **_files("expand-r1", run_dir))
+    filter_r1 = dataclasses.replace(filter_expansions, **_files("filter-expansions-r1", run_dir))
+    return {"self-instruct-pairs": pairs, "tune-generator": tune, "expand-r1": expand_r1,
+            "filter-expansions-r1": filter_r1}
 
 
 @dataclass
-class Stage:
+class Job:
+    """A step ready to run: what its stamp hashes, its input and output paths, and how to run it."""
+
     name: str
     config: Any
     inputs: list[str]
@@ -268,113 +279,68 @@ class Stage:
     run: Callable[[bool], Any]  # argument: resume an interrupted run
 
 
-def stages(config: dict[str, Any], run_dir: Path, data_dir: str | None) -> list[Stage]:
-    """The selected stages, wired to the run folder."""
-    every = _sentence_stages(config, run_dir, data_dir) if config["run"].stages[0] in SENTENCE_STAGES \
-        else _retrieval_stages(config, run_dir, data_dir)
-    return [s for s in every if s.name in config["run"].stages]
+def jobs(steps: dict[str, Any], run_dir: Path, selected: list[str]) -> list[Job]:
+    """The selected steps as jobs, in pipeline order."""
+    return [_job(name, steps, run_dir) for name in STAGE_ORDER if name in selected]
 
 
-def _sentence_stages(config: dict[str, Any], run_dir: Path, data_dir: str | None) -> list[Stage]:
-    from llmcse.synth.filter import run_filter
-    from llmcse.synth.generate import run_generate
-    from llmcse.train.run import run_training
-
-    gen, filt, train, ev = config["generate"], config["filter"], config["train"], config["eval"]
-    eval_dir = run_dir / "eval"
-    return [
-        # generation and filtering resume by themselves (append-only outputs)
-        Stage("generate", gen, [gen.seeds], [gen.out], lambda resume: run_generate(gen)),
-        Stage("filter", filt, [filt.input], [filt.out], lambda resume: run_filter(filt)),
-        Stage("train", train, [train.data], [train.out],
-              lambda resume: run_training(dataclasses.replace(train, resume=resume), data_dir=data_dir)),
-        Stage("eval", {"eval": dataclasses.asdict(ev), "base": train.base}, [str(Path(train.out) / "llmcse_training.json")],
-              [str(eval_dir / "before_after.md")], lambda resume: evaluate_before_after(train.base, train.out, ev, eval_dir, data_dir)),
-    ]
-
-
-def _retrieval_stages(config: dict[str, Any], run_dir: Path, data_dir: str | None) -> list[Stage]:
-    from llmcse.retrieval.expand import run_expand
-    from llmcse.retrieval.expansion import run_round_trip_filter
-
-    expand, fe, sweep = config["expand"], config["filter_expansions"], config["sweep"]
-    expand_r1, tune, si = config["expand_r1"], config["tune_generator"], config["self_instruct"]
-    selected = config["run"].stages
-    filtered, filtered_r1 = str(run_dir / "expansions.rt.jsonl"), str(run_dir / "expansions.r1.rt.jsonl")
-    kept = filtered if "filter-expansions" in selected else None  # round 1 learns from what round 0 kept
-    # each round's sets, when its stage is part of the run; "raw-r1" pairs with "raw" in sweep/rounds.md
-    sets = {name: path for name, path, stage in (("raw", expand.out, "expand"), ("filtered", filtered, "filter-expansions"),
-                                                 ("raw-r1", expand_r1.out, "expand-r1"),
-                                                 ("filtered-r1", filtered_r1, "filter-expansions-r1"))
-            if stage in selected or name == "raw"}
-    sweep_dir = run_dir / "sweep"
-
-    def filter_stage(name: str, source: str, out: str) -> Stage:
-        return Stage(name, {"filter_expansions": dataclasses.asdict(fe)}, [expand.corpus, source], [out],
-                     lambda resume: run_round_trip_filter(expand.corpus, source, out, model=fe.model, top_k=fe.top_k,
-                                                          batch_size=fe.batch_size, dtype=fe.dtype,
-                                                          keyword_check=fe.keyword_check))
-
-    sweep_config = dataclasses.asdict(sweep)
-    if not sweep.multirep:  # a run from before multirep rows existed keeps its stamp's hash
-        sweep_config.pop("multirep")
-    return [
-        Stage("expand", expand, [expand.corpus], [expand.out], lambda resume: run_expand(expand)),  # resumes by itself
-        filter_stage("filter-expansions", expand.out, filtered),
-        Stage("self-instruct-pairs", {"self_instruct": dataclasses.asdict(si)},
-              [expand.corpus, expand.out, *([kept] if kept else [])], [tune.data],
-              lambda resume: _self_instruct_pairs(expand, kept, tune.data, si)),
-        Stage("tune-generator", tune, [tune.data], [str(Path(tune.out) / "tune_generator.json")],
-              lambda resume: _tune_generator(tune)),  # resumes from its checkpoints by itself
-        Stage("expand-r1", expand_r1, [expand.corpus, str(Path(tune.out) / "tune_generator.json")], [expand_r1.out],
-              lambda resume: run_expand(expand_r1)),
-        filter_stage("filter-expansions-r1", expand_r1.out, filtered_r1),
-        Stage("sweep", {"sweep": sweep_config, "sets": sorted(sets)}, list(sets.values()),
-              [str(sweep_dir / "sweep.json")],
-              lambda resume: _sweep_rounds(sweep, sets, sweep_dir, data_dir)),
-    ]
+def _job(name: str, steps: dict[str, Any], run_dir: Path) -> Job:
+    step, cfg = STEPS[name], steps[name]
+    stage = STAGES.get(step.stage)
+    inputs, outputs, folders = stage.files(cfg)
+    outputs = [str(run_dir / o) for o in step.outputs] or [str(p) for p in outputs + folders]
+    inputs = [p for _, p in inputs] + [str(run_dir / i) for i in step.extra_inputs]
+    run: Callable[[bool], Any] = lambda resume: stage.run(cfg)  # noqa: E731 - generation and filtering resume by themselves
+    hashed = _settings(cfg, step)
+    if name == "train":
+        run = lambda resume: stage.run(dataclasses.replace(cfg, resume=resume))  # noqa: E731
+    elif name == "eval":
+        hashed["base"] = steps["train"].base
+        run = lambda resume: evaluate_before_after(steps["train"].base, steps["train"].out, cfg)  # noqa: E731
+    elif name == "self-instruct-pairs":  # [self_instruct] prompts is round 1's template; the pairs keep round 0's
+        run = lambda resume: stage.run(dataclasses.replace(cfg, prompts=None))  # noqa: E731
+    elif name == "sweep":
+        hashed["sets"] = sorted(cfg.expansions)
+        run = lambda resume: _sweep_rounds(cfg)  # noqa: E731
+    return Job(name, hashed, inputs, outputs, run)
 
 
-def _self_instruct_pairs(expand: ExpandConfig, kept: str | None, out: str, si: SelfInstructSection) -> dict:
-    from llmcse.train.tune_generator import write_expansion_pairs
+def _settings(cfg, step: Step) -> dict[str, Any]:
+    """What a step's stamp hashes: ``step.hashed`` always, any other setting once it differs from its
+    default; never the run's own files (hashed as inputs) nor ``NOT_HASHED``."""
+    always = [f.name for f in dataclasses.fields(step.hashed)] if isinstance(step.hashed, type) else list(step.hashed)
+    always = [k for k in always if k not in ADDED_SINCE_STAMPS.get(step.name, ())]
+    defaults = STAGES.get(step.stage).defaults()
+    wired = set() if isinstance(step.hashed, type) else set(WIRED.get(STAGES.get(step.stage).section_name(), ()))
+    values = {k: v for k, v in dataclasses.asdict(cfg).items()
+              if k not in NOT_HASHED and k not in wired and (k in always or v != defaults.get(k))}
+    if step.name == "sweep" and not values.get("multirep"):  # a run from before multirep rows keeps its stamp's hash
+        values.pop("multirep", None)
+    return {step.wrap: values} if step.wrap else values
 
-    return write_expansion_pairs(expand.corpus, expand.out, kept, out, queries=si.queries, keywords=si.keywords,
-                                 demos=si.demos)
 
-
-def _tune_generator(tune) -> dict:
-    from llmcse.train.tune_generator import tune_generator
-
-    report = tune_generator(tune)
-    return {k: report[k] for k in ("examples", "steps", "first_loss", "final_loss", "seconds_this_run")}
-
-
-def _sweep_rounds(sweep: SweepSection, sets: dict[str, str], sweep_dir: Path, data_dir: str | None) -> dict:
+def _sweep_rounds(cfg) -> Any:
     """The sweep over every set; with round-1 sets, also sweep/rounds.md: round 1 vs round 0 per row."""
-    from llmcse.retrieval.rounds import compare_rounds, rounds_table
-    from llmcse.retrieval.sweep import run_sweep
+    from llmcse.eval.rounds import compare_rounds, rounds_table
 
-    result = run_sweep(sweep.model, sweep.task, sets, sweep.weights, sweep_dir, data_dir=data_dir,
-                       tune_fraction=sweep.tune_fraction, dtype=sweep.dtype, bm25=sweep.bm25,
-                       multirep=sweep.multirep or None)
+    result = STAGES.get("sweep").run(cfg)
+    sets = cfg.expansions
     pairs = {r1: r0 for r1, r0 in (("raw-r1", "raw"), ("filtered-r1", "filtered")) if r1 in sets and r0 in sets}
-    comparisons = compare_rounds(result, pairs) if pairs else []
+    comparisons = compare_rounds(result.summary, pairs) if pairs else []
     if comparisons:
+        sweep_dir = Path(cfg.output_dir)
         atomic_write_json(sweep_dir / "rounds.json", comparisons)
         atomic_write_text(sweep_dir / "rounds.md", "Round 1 (self-instruct tuned generator) vs round 0 on the same "
                           "report queries, nDCG@10 x100.\n\n" + rounds_table(comparisons))
     return result
 
 
-def stage_hash(stage: Stage) -> str:
-    cfg = dataclasses.asdict(stage.config) if dataclasses.is_dataclass(stage.config) else stage.config
-    # how a stage is restarted or reaches its server is not what it computes
-    cfg = {k: v for k, v in cfg.items() if k not in ("resume", "request_timeout", "max_retries")}
-    inputs = {p: file_md5(p) if Path(p).is_file() else None for p in stage.inputs}
-    return config_hash({"config": cfg, "inputs": inputs})
+def stage_hash(job: Job) -> str:
+    inputs = {p: file_md5(p) if Path(p).is_file() else None for p in job.inputs}
+    return config_hash({"config": job.config, "inputs": inputs})
 
 
-def plan(run_dir: Path, all_stages: list[Stage]) -> list[tuple[Stage, str, str]]:
+def plan(run_dir: Path, all_stages: list[Job]) -> list[tuple[Job, str, str]]:
     """(stage, action, why) with action run | resume | skip. Inputs of later stages may not exist
     yet; a stage after one that runs always runs."""
     out, upstream_runs = [], False
@@ -408,23 +374,11 @@ def _read_stamp(run_dir: Path, name: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-# what each stage writes beside its output: by suffix of the output's stem, "+" suffixes after its full
-# name; "/" means the stage owns the output's whole folder (eval/, sweep/)
-SIDE_OUTPUTS = {"generate": [".rejected.jsonl", ".summary.json", ".identity.json"],
-                "filter": [".dropped.jsonl", ".scores.jsonl", ".report.json"],
-                "train": ["+.checkpoints", "+.previous"],  # model.checkpoints/, model.previous/ (train/folders.py)
-                "expand": [".summary.json", ".identity.json", "+.runs.jsonl", "+.shards"],
-                "filter-expansions": [".report.json"], "eval": ["/"], "sweep": ["/"],
-                "self-instruct-pairs": [".report.json"], "tune-generator": ["/"],  # generator/ (model, checkpoints/)
-                "expand-r1": [".summary.json", ".identity.json", "+.runs.jsonl", "+.shards"],
-                "filter-expansions-r1": [".report.json"]}
-
-
-def written_by(stage: Stage, run_dir: Path) -> list[str]:
+def written_by(stage: Job, run_dir: Path) -> list[str]:
     """Every file or folder the stage may write, relative to the run folder (what its stamp records)."""
     paths = []
     for output in map(Path, stage.outputs):
-        paths += [output] + [_side_output(output, suffix) for suffix in SIDE_OUTPUTS.get(stage.name, [])]
+        paths += [output] + [_side_output(output, suffix) for suffix in STEPS[stage.name].side_outputs]
     rel = [str(p.relative_to(run_dir)) for p in paths if p.is_relative_to(run_dir)]
     return sorted(set(rel))
 
@@ -437,7 +391,7 @@ def _side_output(output: Path, suffix: str) -> Path:
     return output.with_name(output.stem + suffix)
 
 
-def _record(run_dir: Path, stage: Stage, current: str, finished: bool) -> None:
+def _record(run_dir: Path, stage: Job, current: str, finished: bool) -> None:
     """The stage's stamp: config hash, whether it finished, and exactly which paths it wrote (_clean
     deletes those and nothing else). Before it runs, everything it may write; after, what exists."""
     written = written_by(stage, run_dir)
@@ -446,7 +400,7 @@ def _record(run_dir: Path, stage: Stage, current: str, finished: bool) -> None:
     atomic_write_json(_stamp_path(run_dir, stage.name), {"hash": current, "finished": finished, "outputs": written})
 
 
-def _clean(stage: Stage, run_dir: Path) -> None:
+def _clean(stage: Job, run_dir: Path) -> None:
     """Remove what the stage's stamp says it wrote (a fresh start after a config change); nothing
     outside the run folder, and nothing the stamp does not list. A stamp from before stamps listed
     outputs (an older llmcse) falls back to the stage's declared outputs, by exact name."""
@@ -508,39 +462,40 @@ def claim_run_dir(run_dir: Path, dry_run: bool = False) -> None:
 
 def run_pipeline(recipe: str | Path, run_dir: str | Path, overrides: list[str] = (), data_dir: str | None = None,
                  dry_run: bool = False) -> dict:
-    config, train_keys = load_pipeline(recipe, overrides)
+    config, keys = load_pipeline(recipe, overrides)
     run_dir = Path(run_dir)
     data_dir = data_dir or config["run"].data_dir
     config["run"] = dataclasses.replace(config["run"], data_dir=data_dir)
-    config = wire(config, train_keys, run_dir)
-    all_stages = stages(config, run_dir, data_dir)
-    steps = plan(run_dir, all_stages)
+    steps = wire(config, keys, run_dir)
+    all_jobs = jobs(steps, run_dir, config["run"].stages)
+    planned = plan(run_dir, all_jobs)
     claim_run_dir(run_dir, dry_run=dry_run)  # before anything is written or removed
     if dry_run:
-        return {"plan": [(s.name, action, why) for s, action, why in steps]}
+        return {"plan": [(j.name, action, why) for j, action, why in planned]}
     resolved = {name: dataclasses.asdict(section) for name, section in config.items()}
+    resolved.update({name.replace("-", "_"): dataclasses.asdict(cfg) for name, cfg in steps.items()})
     from llmcse.llm.base import redact_spec  # an llm URL may carry credentials: never saved
 
-    saved = {name: {**s, "llm": redact_spec(s["llm"])} if "llm" in s else s for name, s in resolved.items()}
+    saved = {name: {**s, "llm": redact_spec(s["llm"])} if s.get("llm") else s for name, s in resolved.items()}
     atomic_write_json(run_dir / "config.json", {"recipe": str(recipe), "overrides": [redact_spec(o) for o in overrides],
                                                 "config": saved,
                                                 "config_hash": config_hash(resolved)})
     results = {}
-    for stage, action, why in steps:
+    for job, action, why in planned:
         if action == "skip":
-            logger.info("stage %s: skipped (%s)", stage.name, why)
+            logger.info("stage %s: skipped (%s)", job.name, why)
             continue
-        logger.info("stage %s: %s (%s)", stage.name, action, why)
+        logger.info("stage %s: %s (%s)", job.name, action, why)
         if action == "run":
-            _clean(stage, run_dir)
-        current = stage_hash(stage)  # inputs exist now: the previous stage has run
-        _record(run_dir, stage, current, finished=False)
-        results[stage.name] = stage.run(action == "resume")
-        _record(run_dir, stage, current, finished=True)
+            _clean(job, run_dir)
+        current = stage_hash(job)  # inputs exist now: the previous stage has run
+        _record(run_dir, job, current, finished=False)
+        results[job.name] = job.run(action == "resume")
+        _record(run_dir, job, current, finished=True)
     from llmcse.eval.report import build_report
 
-    report_md, report_html = build_report(run_dir)
-    return {"plan": [(s.name, action, why) for s, action, why in steps], "results": results,
+    report_md, report_html = build_report(run_dir, [s.report for _, s in STAGES.items() if s.report])
+    return {"plan": [(j.name, action, why) for j, action, why in planned], "results": results,
             "report": [str(report_md), str(report_html)],
             "before_after": (run_dir / "eval" / "before_after.md").read_text(encoding="utf-8")
             if (run_dir / "eval" / "before_after.md").exists() else None,
@@ -548,14 +503,35 @@ def run_pipeline(recipe: str | Path, run_dir: str | Path, overrides: list[str] =
             if (run_dir / "sweep" / "sweep.md").exists() else None}
 
 
-def evaluate_before_after(base: str, trained: str, section: EvalSection, out: Path, data_dir: str | None) -> dict:
-    from llmcse.eval.run import run_evaluation
+@dataclass
+class RunResult:
+    """One ``llmcse run``: the plan (step, run | resume | skip, why), each step's stage result, the report."""
 
-    results = {}
-    for label, model in (("base", base), ("trained", trained)):
-        cfg = EvalConfig(model=model, tasks=section.tasks, data_dir=data_dir, batch_size=section.batch_size,
-                         dtype=section.dtype, transfer_max_examples=section.transfer_max_examples)
-        results[label] = run_evaluation(cfg, out / label)
+    run_dir: Path
+    plan: list[tuple[str, str, str]]
+    results: dict[str, Any] = field(default_factory=dict, repr=False)
+    report: list[str] = field(default_factory=list)  # report.md, report.html
+    before_after: str | None = None  # sentence recipes: eval/before_after.md
+    sweep: str | None = None  # retrieval recipes: sweep/sweep.md
+
+
+def run_recipe(recipe: str | Path, out: str | Path | None = None, overrides: list[str] = (),
+               data_dir: str | None = None, dry_run: bool = False) -> RunResult:
+    """``llmcse run``: the recipe in ``out`` (default: runs/<[run] name>); ``overrides``: ``section.key=value``."""
+    config, _ = load_pipeline(recipe, overrides)
+    run_dir = Path(out or Path("runs") / config["run"].name)
+    result = run_pipeline(recipe, run_dir, overrides, data_dir=data_dir, dry_run=dry_run)
+    return RunResult(run_dir, result["plan"], result.get("results", {}), result.get("report", []),
+                     result.get("before_after"), result.get("sweep"))
+
+
+def evaluate_before_after(base: str, trained: str, cfg) -> dict:
+    """The eval stage on the base and the trained model (``eval/base/``, ``eval/trained/``) and the
+    table of both (``eval/before_after.md``)."""
+    out = Path(cfg.output_dir)
+    stage = STAGES.get("eval")
+    results = {label: stage.run(dataclasses.replace(cfg, model=model, output_dir=str(out / label))).summary
+               for label, model in (("base", base), ("trained", trained))}
     rows = ["| task | base | trained | change |", "|---|---|---|---|"]
     for task, base_scores in results["base"]["tasks"].items():
         before, after = base_scores["main_score"], results["trained"]["tasks"][task]["main_score"]
@@ -563,3 +539,44 @@ def evaluate_before_after(base: str, trained: str, section: EvalSection, out: Pa
     table = "\n".join([f"Base `{base}` vs trained `{trained}`.", "", *rows]) + "\n"
     atomic_write_text(out / "before_after.md", table)
     return {"base": results["base"]["tasks"], "trained": results["trained"]["tasks"]}
+
+
+# ------------------------------------------------------------------------------------- llmcse run
+def cmd_run(args) -> int:
+    result = run_recipe(args.recipe, out=args.out, overrides=args.set or [], data_dir=args.data_dir,
+                        dry_run=args.dry_run)
+    width = max(len(name) for name, _, _ in result.plan)
+    print(f"run folder: {result.run_dir}")
+    for name, action, why in result.plan:
+        print(f"  {name:<{width}}  {action:<6}  {why}")
+    if not args.dry_run and (result.before_after or result.sweep):
+        print()
+        print(result.before_after or result.sweep)
+        details = result.run_dir / ("eval" if result.before_after else "sweep")
+        print(f"report: {result.report[0]} (and .html)   details: {details}   config: {result.run_dir / 'config.json'}")
+    return 0
+
+
+def add_run(sub):
+    ru = sub.add_parser("run", help=RUN_COMMAND.help, formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="example:\n  llmcse run recipes/quickstart.toml\n  llmcse run recipes/quickstart.toml "
+                               "--set train.lr=3e-5 --dry-run   (shows which stages rerun)\n"
+                               "  llmcse run recipes/retrieval-expansion.toml --set expand.n=500\n"
+                               "  llmcse run recipes/quickstart.toml --set generate.llm.batch_size=8\n"
+                               "recipes: quickstart, ngcse, multicsr, prompteol-lora, retrieval-expansion,\n"
+                               "  retrieval-self-instruct (recipes/*.toml)\n"
+                               "Rerun after an interruption: finished stages are skipped, the interrupted one resumes.")
+    ru.add_argument("recipe", help="recipe TOML: [run] [generate] [filter] [train] [eval], or [expand] "
+                                   "[filter_expansions] [sweep]; a section holds that stage's settings")
+    ru.add_argument("--out", help="run folder (default: runs/<run.name>)")
+    ru.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value (repeatable)")
+    ru.add_argument("--dry-run", action="store_true", help="show the plan: stages to run, resume or skip, and why")
+    ru.add_argument("--data-dir", help="benchmark data folder (default: [run] data_dir, $LLMCSE_DATA, else ../shared/data)")
+    ru.set_defaults(func=cmd_run)
+    return ru
+
+
+RUN_COMMAND = Stage(name="run", help="a recipe in one resumable run: generate -> filter -> train -> eval (or expand -> "
+                                     "sweep)", add_arguments=add_run)
+if RUN_COMMAND.name not in STAGES:  # a command built on the stages, so registered from here
+    STAGES.register(RUN_COMMAND.name, RUN_COMMAND)

@@ -174,7 +174,7 @@ def test_case7_index_refuses_an_out_that_is_not_an_llmcse_index(tmp_path, capsys
 
 
 def test_case7_index_records_the_model_identity_and_search_refuses_a_changed_model(tmp_path, capsys):
-    from llmcse.embed.models import resolve_model_path
+    from llmcse.utils.modelspec import resolve_model_path
 
     bundled = Path(resolve_model_path("all-MiniLM-L6-v2"))
     model = tmp_path / "model"  # a copy (links to the big files) that can be "retrained" in place
@@ -279,7 +279,7 @@ def test_case13_filter_expansions_rejects_a_negative_top_k_and_0_still_skips_the
     else:  # 0: no round trip, both queries kept
         assert json.loads(out.read_text())["queries"] == ["what do volcanoes erupt", "football"]
         assert json.loads((tmp_path / "rt.report.json").read_text())["top_k"] == 0
-    from llmcse.retrieval.expansion import run_round_trip_filter
+    from llmcse.synth.expansion_filter import run_round_trip_filter
 
     with pytest.raises(LlmcseError, match="top_k must be an integer >= 0"):  # recipes reach it without argparse
         run_round_trip_filter(OLD_CORPUS, exp, tmp_path / "x.jsonl", top_k=-1)

@@ -1,4 +1,5 @@
-"""Loaders for the benchmark formats: STS TSV, BEIR folders, transfer TSV, NLI triplets, plain text.
+"""Loaders for the benchmark formats: STS TSV, BEIR folders, transfer TSV, NLI triplets, plain text,
+and the synthetic query / keyword expansions ``llmcse expand`` writes.
 
 Every loader either returns typed records or raises ``DataFormatError`` naming file and line.
 Irregularities that the field's convention keeps (BEIR qrels pointing to missing documents)
@@ -161,3 +162,24 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
     qrels, notes = load_beir_qrels(qrels_path, queries, corpus)
     queries = {qid: q for qid, q in queries.items() if qid in qrels}
     return BeirDataset(name=folder.name, corpus=corpus, queries=queries, qrels=qrels, split=split, notes=notes)
+
+
+def load_expansions(path: str | Path) -> dict[str, dict]:
+    """An ``llmcse expand`` (or ``filter-expansions``) file: doc id -> {"queries": [...], "keywords": [...]}.
+
+    A malformed line names file and line.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingDataError(f"expansions file not found: {path}")
+    found: dict[str, dict] = {}
+    for line_no, record in iter_jsonl(path):
+        doc_id = record.get("_id")
+        if not isinstance(doc_id, str) or not doc_id:
+            raise DataFormatError(path, line_no, "expansion record lacks a string '_id'")
+        for key in ("queries", "keywords"):
+            value = record.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+                raise DataFormatError(path, line_no, f"{key!r} must be a list of strings")
+        found[doc_id] = {"queries": record.get("queries", []), "keywords": record.get("keywords", [])}
+    return found

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llmcse.errors import DataFormatError, MissingDataError
+from llmcse.errors import DataFormatError, LlmcseError, MissingDataError
 
 
 def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -121,3 +121,68 @@ def parse_int(path: Path, line_no: int, column: str, value: str) -> int:
         return int(value)
     except ValueError:
         raise DataFormatError(path, line_no, f"{column} {value!r} is not an integer") from None
+
+
+TSV_TEXT_COLUMNS = ("sentence", "text", "sentence1")
+
+
+def read_texts(path: str | Path, field: str | None = None) -> tuple[list[str], list[str]]:
+    """Read (ids, texts) from a file.
+
+    * ``.txt``: one text per line (blank lines skipped); ids are line numbers.
+    * ``.jsonl``: ``field`` (default ``text``; BEIR rows with ``title`` get ``title text``);
+      ids from ``_id``/``id`` when present, else line numbers.
+    * ``.tsv``: headed, unquoted; column ``field`` (default: sentence, text or sentence1).
+
+    Raises:
+        DataFormatError: A row lacks the field, its value is not a string, or its text is empty
+            (file and line named).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    ids, texts = [], []
+    if suffix == ".txt":
+        for line_no, text in iter_text_lines(path):
+            ids.append(str(line_no))
+            texts.append(text)
+    elif suffix == ".jsonl":
+        key = field or "text"
+        for line_no, obj in iter_jsonl(path):
+            if key not in obj:
+                raise DataFormatError(path, line_no, f"no field {key!r} (pass --field to choose one of {sorted(obj)})")
+            # str() would embed null, 42 or ["x"] as the texts "None", "42", "['x']"
+            text = _string_field(path, line_no, key, obj[key]).strip()
+            title = obj.get("title") if field is None else None
+            if title is not None:
+                title = _string_field(path, line_no, "title", title)
+            if title:
+                text = f"{title} {text}".strip()
+            if not text:
+                raise DataFormatError(path, line_no, f"empty {key!r}")
+            ids.append(str(obj.get("_id", obj.get("id", line_no))))
+            texts.append(text)
+    elif suffix == ".tsv":
+        header = read_tsv_header(path)
+        column = field or next((c for c in TSV_TEXT_COLUMNS if c in header), None)
+        if column is None:
+            raise DataFormatError(path, 1, f"no text column; header {header}; pass --field")
+        for line_no, row in iter_tsv(path, [column]):
+            text = row[column].strip()
+            if not text:
+                raise DataFormatError(path, line_no, f"empty {column!r}")
+            ids.append(row.get("id", str(line_no)))
+            texts.append(text)
+    else:
+        raise LlmcseError(f"{path}: unsupported input type {suffix!r}; use .txt, .jsonl or .tsv")
+    if not texts:
+        raise DataFormatError(path, None, "no texts to embed")
+    return ids, texts
+
+
+def _string_field(path: Path, line_no: int, key: str, value) -> str:
+    if not isinstance(value, str):
+        kinds = {bool: "a JSON boolean", int: "a JSON number", float: "a JSON number", list: "a JSON array",
+                 dict: "a JSON object"}
+        shown = "null" if value is None else f"{json.dumps(value)[:60]} ({kinds.get(type(value), type(value).__name__)})"
+        raise DataFormatError(path, line_no, f"{key!r} is {shown}, expected a string")
+    return value

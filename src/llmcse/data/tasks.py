@@ -8,7 +8,12 @@
   one split per ``qrels/<split>.tsv``;
 * ``geometry`` (alignment/uniformity) is built on ``stsb`` dev.
 
-So a user adds a task by dropping files in, with no code change.
+So a user adds a task by dropping files in, with no code change. Each kind is a ``TASK_KINDS``
+entry saying where its tasks are found and which files they read: the data side. How they are scored
+and shown lives above this layer, in ``eval/kinds.py``, which registers itself on top of this one (the
+data layer never names evaluation code). A new kind is one file with a discover and an evaluate
+function plus one ``register_task_kind(...)`` line there, which fills both; ``eval/run.py`` needs no
+new branch.
 
 A task name may be qualified by its folder (``sts/stsb``, ``transfer/mr``, ``beir/arguana``). A name
 that two folders hold (``sts/foo.tsv`` and ``beir/foo/``) must be: both tasks keep working under their
@@ -18,6 +23,7 @@ qualified names (also their keys in results.json), and the bare name is an error
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,9 +40,6 @@ ALIASES = {
     "sick": ("sickr", "sick-r", "sickrelatedness"),
 }
 SPLIT_NAMES = ("train", "dev", "test")
-# The data-dir folder of each task kind: ``sts/stsb`` names the same task as ``stsb``, and is how a
-# name found in two folders (sts/foo.tsv and beir/foo/) is told apart.
-KIND_FOLDERS = {"sts": "sts", "transfer": "transfer", "retrieval": "beir"}
 _SPLIT_SUFFIX = re.compile(r"^(?P<name>.+)_(?P<split>train|dev|test)$")
 
 
@@ -46,17 +49,17 @@ class TaskSpec:
 
     Attributes:
         name: Task name (lower case), e.g. ``stsb``.
-        kind: ``sts``, ``transfer``, ``retrieval`` or ``geometry``.
+        kind: A ``TASK_KINDS`` name: ``sts``, ``transfer``, ``retrieval``, ``geometry``, ...
         files: split -> file (STS, transfer) or split -> qrels file (retrieval).
         root: The task's folder (retrieval, transfer) or the STS file's folder.
-        main_metric: mteb-style name of the headline number.
+        main_metric: mteb-style name of the headline number (``TaskCatalog`` sets the kind's).
     """
 
     name: str
     kind: str
     files: dict[str, Path] = field(hash=False)
     root: Path
-    main_metric: str
+    main_metric: str = ""
 
     @property
     def default_split(self) -> str:
@@ -82,7 +85,7 @@ def _discover_sts(data_dir: Path) -> list[TaskSpec]:
         match = _SPLIT_SUFFIX.match(path.stem.lower())
         name, split = (match["name"], match["split"]) if match else (path.stem.lower(), "test")
         by_name.setdefault(name, {})[split] = path
-    return [TaskSpec(n, "sts", files, folder, "cosine_spearman") for n, files in by_name.items()]
+    return [TaskSpec(n, "sts", files, folder) for n, files in by_name.items()]
 
 
 def _discover_transfer(data_dir: Path) -> list[TaskSpec]:
@@ -91,7 +94,7 @@ def _discover_transfer(data_dir: Path) -> list[TaskSpec]:
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
         files = {p.stem: p for p in sub.glob("*.tsv") if p.stem in ("all", *SPLIT_NAMES)}
         if "all" in files or {"train", "test"} <= files.keys():
-            tasks.append(TaskSpec(sub.name.lower(), "transfer", files, sub, "accuracy"))
+            tasks.append(TaskSpec(sub.name.lower(), "transfer", files, sub))
     return tasks
 
 
@@ -101,8 +104,46 @@ def _discover_beir(data_dir: Path) -> list[TaskSpec]:
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
         if (sub / "corpus.jsonl").is_file():
             files = {p.stem: p for p in (sub / "qrels").glob("*.tsv")}
-            tasks.append(TaskSpec(sub.name.lower(), "retrieval", files, sub, "ndcg_at_10"))
+            tasks.append(TaskSpec(sub.name.lower(), "retrieval", files, sub))
     return tasks
+
+
+def _discover_geometry(data_dir: Path) -> list[TaskSpec]:
+    """``geometry`` (alignment/uniformity) on the STS-B dev split, when there is one."""
+    stsb = next((s for s in _discover_sts(data_dir) if s.name == "stsb"), None)
+    return [TaskSpec("geometry", "geometry", {"dev": stsb.files["dev"]}, stsb.root)] if stsb and "dev" in stsb.files else []
+
+
+def split_file(spec: TaskSpec, split: str) -> list[Path]:
+    return [spec.file_for(split)]
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """Where one kind of task is found in the data dir and what its tasks read (the data side of a
+    kind; its evaluator is an ``eval.kinds.TASK_EVALUATORS`` entry of the same name).
+
+    Attributes:
+        folder: Its data-dir folder: ``<folder>/<name>`` names a task when two kinds hold that name.
+        main_metric: mteb-style name of the headline number (``main_score`` in results.json).
+        discover: ``data_dir -> [TaskSpec]``: the tasks of this kind found there (from file names).
+        files: ``(spec, split) -> [Path]``: every file evaluating the split reads (md5s in results.json).
+    """
+
+    folder: str
+    main_metric: str
+    discover: Callable[[Path], list[TaskSpec]]
+    files: Callable[[TaskSpec, str], list[Path]] = split_file
+
+
+TASK_KINDS: Registry[TaskKind] = Registry("task kind")
+TASK_KINDS.register("sts", TaskKind("sts", "cosine_spearman", _discover_sts))
+TASK_KINDS.register("transfer", TaskKind("transfer", "accuracy", _discover_transfer,
+                                         files=lambda spec, split: list(spec.files.values())))
+TASK_KINDS.register("retrieval", TaskKind(
+    "beir", "ndcg_at_10", _discover_beir,
+    files=lambda spec, split: [spec.root / "corpus.jsonl", spec.root / "queries.jsonl", spec.file_for(split)]))
+TASK_KINDS.register("geometry", TaskKind("geometry", "alignment", _discover_geometry))
 
 
 class TaskCatalog:
@@ -111,7 +152,8 @@ class TaskCatalog:
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
         self.registry: Registry[TaskSpec] = Registry("task")
-        specs = _discover_sts(data_dir) + _discover_transfer(data_dir) + _discover_beir(data_dir)
+        specs = [replace(spec, main_metric=kind.main_metric) for _, kind in TASK_KINDS.items()
+                 for spec in kind.discover(data_dir)]
         # A name found in two folders is ambiguous: both tasks are registered under their qualified
         # names (sts/foo, beir/foo), which are also their result keys, and the bare name is refused.
         self.ambiguous: dict[str, list[TaskSpec]] = {}
@@ -120,13 +162,10 @@ class TaskCatalog:
                 spec = replace(spec, name=qualified_name(spec))
                 self.ambiguous.setdefault(spec.name.split("/", 1)[1], []).append(spec)
             self.registry.register(spec.name, spec, aliases=() if "/" in spec.name else ALIASES.get(spec.name, ()))
-        stsb = self._find("stsb", "sts")
-        if stsb is not None and "dev" in stsb.files:
-            self.registry.register("geometry", TaskSpec("geometry", "geometry", {"dev": stsb.files["dev"]}, stsb.root, "alignment"))
 
     def _find(self, name: str, kind: str) -> TaskSpec | None:
         """The task of this kind with this bare name (qualified or not), or None."""
-        for key in (name, f"{KIND_FOLDERS[kind]}/{name}"):
+        for key in (name, f"{TASK_KINDS.get(kind).folder}/{name}"):
             if key in self.registry and self.registry.get(key).kind == kind:
                 return self.registry.get(key)
         return None
@@ -154,7 +193,7 @@ class TaskCatalog:
         folder, slash, bare = key.partition("/")
         if slash and key not in self.registry and bare in self.registry:  # sts/stsb for an unambiguous stsb
             spec = self.registry.get(bare)
-            if KIND_FOLDERS.get(spec.kind) == folder:
+            if TASK_KINDS.get(spec.kind).folder == folder:
                 return spec
         try:
             return self.registry.get(name)
@@ -182,12 +221,12 @@ class TaskCatalog:
             name, _, split = item.partition(":")
             if name.lower() in GROUPS:
                 members = GROUPS[name.lower()]
-                kind = "sts" if name.lower() == "sts" else "transfer"
+                kind = name.lower()  # a group holds tasks of the kind it is named after
                 missing = [m for m in members if self._find(m, kind) is None]
                 if missing:
                     raise MissingDataError(
                         f"task group {name!r} needs {', '.join(missing)}, not found under {self.data_dir} "
-                        f"(expected e.g. {self.data_dir / ('sts' if name.lower() == 'sts' else 'transfer') / missing[0]}...)"
+                        f"(expected e.g. {self.data_dir / TASK_KINDS.get(kind).folder / missing[0]}...)"
                     )
                 specs = [self._find(m, kind) for m in members]
             else:
@@ -202,7 +241,7 @@ class TaskCatalog:
 
 def qualified_name(spec: TaskSpec) -> str:
     """``sts/foo``, ``transfer/foo`` or ``beir/foo``: a task name no other folder can share."""
-    return f"{KIND_FOLDERS[spec.kind]}/{spec.name}"
+    return f"{TASK_KINDS.get(spec.kind).folder}/{spec.name}"
 
 
 def sts_dev_file(task: str, data_dir: str | Path | None, purpose: str) -> Path:

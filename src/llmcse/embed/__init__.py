@@ -1,5 +1,8 @@
-"""Embedders: load any sentence-transformers model, raw transformer or GGUF file as one encoder."""
+"""Embedders: load any sentence-transformers model, raw transformer or GGUF file as one encoder.
 
-from llmcse.embed.models import load_embedder, resolve_model_path
+Resolving a model spec to a folder (bundled aliases, GGUF conversion) is ``llmcse.utils.modelspec``.
+"""
 
-__all__ = ["load_embedder", "resolve_model_path"]
+from llmcse.embed.models import load_embedder
+
+__all__ = ["load_embedder"]

@@ -12,21 +12,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from llmcse.utils.progress import progress_enabled
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
-
-
-def progress_enabled(show_progress_bar: bool | None) -> bool:
-    """Explicit choice wins; otherwise show bars at INFO level or lower, never under CI."""
-    import os
-
-    if show_progress_bar is not None:
-        return show_progress_bar
-    if os.environ.get("CI"):
-        return False
-    return logging.getLogger("llmcse").getEffectiveLevel() <= logging.INFO
 
 
 class CachedEncoder:

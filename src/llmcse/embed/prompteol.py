@@ -367,7 +367,7 @@ def build_prompteol_model(
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from transformers import AutoTokenizer
 
-    from llmcse.embed.models import auto_device, model_kwargs_for, resolve_model_path
+    from llmcse.utils.modelspec import auto_device, model_kwargs_for, resolve_model_path
 
     tpl = get_template(template)
     cleanup = Cleanup(strip, straight_quotes, final_period, single_quotes, question_to_period)

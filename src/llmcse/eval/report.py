@@ -2,7 +2,9 @@
 
 Sections, each present when its inputs exist in the run folder: data (kept / rejected by
 reason, examples), filtering (thresholds, drops by reason), training (loss and dev Spearman
-curves), evaluation (base vs trained per task).
+curves), evaluation (base vs trained per task), and for retrieval recipes the expansions, their
+filters, round 1 and the sweep. Each section is one function; a stage names its own as its
+report hook (``llmcse.stages``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 import html
 import io
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -57,72 +60,82 @@ def _training_plot(log_history: list[dict]) -> bytes | None:
     return buf.getvalue()
 
 
-def build_report(run_dir: str | Path) -> tuple[Path, Path]:
-    """Write report.md and report.html into ``run_dir``; returns their paths."""
-    run_dir = Path(run_dir)
-    md: list[str] = [f"# llmcse run report: `{run_dir.name}`", ""]
-    images: dict[str, bytes] = {}
-
+def generate_section(run_dir: Path, images: dict[str, bytes]) -> list[str]:
     gen = _load(run_dir / "generated.summary.json")
-    if gen:
-        md += ["## Generated data", "",
-               f"{gen['seeds_done']} seeds, {gen['kept']} records kept ({gen['kept_fraction']}), "
-               f"{gen['rejected']} seeds rejected (recipe `{gen['recipe']}`, prompt `{gen['prompt_id']}` "
-               f"v{gen['prompt_version']}).", ""]
-        md += _counts_table(["rejected attempt reason", "count"], gen["field_rejections_by_reason"])
+    if not gen:
+        return []
+    return ["## Generated data", "",
+            f"{gen['seeds_done']} seeds, {gen['kept']} records kept ({gen['kept_fraction']}), "
+            f"{gen['rejected']} seeds rejected (recipe `{gen['recipe']}`, prompt `{gen['prompt_id']}` "
+            f"v{gen['prompt_version']}).", ""] + _counts_table(["rejected attempt reason", "count"],
+                                                                gen["field_rejections_by_reason"])
+
+
+def filter_section(run_dir: Path, images: dict[str, bytes]) -> list[str]:
     filt = _load(run_dir / "kept.report.json")
-    if filt:
-        t = filt["thresholds"]
-        md += ["## Filtering", "",
-               f"{filt['kept']} of {filt['total']} records kept ({filt['kept_fraction']}); thresholds "
-               f"({t['from']}): positive >= {t['t_pos']}, negative <= {t['t_neg']}.", ""]
-        md += _counts_table(["dropped because", "count"], filt["dropped_by_reason"])
-        examples = filt.get("examples_kept", [])[:3]
-        if examples:
-            md += ["Kept examples:", ""] + _table(["seed", "positive", "negative"],
-                                                  [[e.get("seed"), e.get("positive"), e.get("negative")] for e in examples]) + [""]
-        dropped = [(reason, e) for reason, items in filt.get("examples_dropped", {}).items() for e in items[:1]]
-        if dropped:
-            md += ["Dropped examples:", ""] + _table(["reason", "seed", "positive", "negative"],
-                                                     [[r, e.get("seed"), e.get("positive"), e.get("negative")]
-                                                      for r, e in dropped]) + [""]
+    if not filt:
+        return []
+    t = filt["thresholds"]
+    md = ["## Filtering", "",
+          f"{filt['kept']} of {filt['total']} records kept ({filt['kept_fraction']}); thresholds "
+          f"({t['from']}): positive >= {t['t_pos']}, negative <= {t['t_neg']}.", ""]
+    md += _counts_table(["dropped because", "count"], filt["dropped_by_reason"])
+    examples = filt.get("examples_kept", [])[:3]
+    if examples:
+        md += ["Kept examples:", ""] + _table(["seed", "positive", "negative"],
+                                              [[e.get("seed"), e.get("positive"), e.get("negative")] for e in examples]) + [""]
+    dropped = [(reason, e) for reason, items in filt.get("examples_dropped", {}).items() for e in items[:1]]
+    if dropped:
+        md += ["Dropped examples:", ""] + _table(["reason", "seed", "positive", "negative"],
+                                                 [[r, e.get("seed"), e.get("positive"), e.get("negative")]
+                                                  for r, e in dropped]) + [""]
+    return md
+
+
+def train_section(run_dir: Path, images: dict[str, bytes]) -> list[str]:
     train = _load(run_dir / "model" / "llmcse_training.json")
-    if train:
-        md += ["## Training", "",
-               f"Recipe `{train['recipe']}`, {train['rows']} rows, {train['steps']} steps, global batch "
-               f"{train['global_batch']}; {train['eval_task']} Spearman {train['dev_spearman_before']} -> "
-               f"{train['dev_spearman_after']}.", ""]
-        png = _training_plot(train.get("log_history", []))
-        if png:
-            images["training.png"] = png
-            md += ["![training curves](training.png)", ""]
+    if not train:
+        return []
+    md = ["## Training", "",
+          f"Recipe `{train['recipe']}`, {train['rows']} rows, {train['steps']} steps, global batch "
+          f"{train['global_batch']}; {train['eval_task']} Spearman {train['dev_spearman_before']} -> "
+          f"{train['dev_spearman_after']}.", ""]
+    png = _training_plot(train.get("log_history", []))
+    if png:
+        images["training.png"] = png
+        md += ["![training curves](training.png)", ""]
+    return md
+
+
+def eval_section(run_dir: Path, images: dict[str, bytes]) -> list[str]:
     before_after = run_dir / "eval" / "before_after.md"
-    if before_after.exists():
-        md += ["## Evaluation", "", before_after.read_text(encoding="utf-8").strip(), ""]
-    md += _retrieval_sections(run_dir)
+    if not before_after.exists():
+        return []
+    return ["## Evaluation", "", before_after.read_text(encoding="utf-8").strip(), ""]
+
+
+def rfd_section(run_dir: Path, images: dict[str, bytes]) -> list[str]:
     rfd_png = run_dir / "rfd" / "rfd.png"
-    if rfd_png.exists():
-        images["rfd.png"] = rfd_png.read_bytes()
-        md += ["## Relative Fitting Difficulty", "", "![RFD](rfd.png)", ""]
-
-    for name, data in images.items():  # beside report.md, so the markdown's image links work too
-        (run_dir / name).write_bytes(data)
-    md_path, html_path = run_dir / "report.md", run_dir / "report.html"
-    md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
-    html_path.write_text(markdown_to_html("\n".join(md), images), encoding="utf-8")
-    return md_path, html_path
+    if not rfd_png.exists():
+        return []
+    images["rfd.png"] = rfd_png.read_bytes()
+    return ["## Relative Fitting Difficulty", "", "![RFD](rfd.png)", ""]
 
 
-def _retrieval_sections(run_dir: Path) -> list[str]:
-    """Expansion stats, the round-trip filter and the retrieval sweep of a retrieval recipe's run."""
-    md: list[str] = []
+def expand_section(run_dir: Path, images: dict[str, bytes]) -> list[str]:
     exp = _load(run_dir / "expansions.summary.json")
-    if exp:
-        md += ["## Synthetic queries and keywords", "",
-               f"{exp['documents']} documents expanded: mean {exp['mean_queries']} queries and {exp['mean_keywords']} "
-               f"keywords each; {exp['with_all_queries']} with every query asked for, {exp['without_queries']} with none; "
-               f"{exp['truncated_documents']} truncated.", ""]
-        md += _counts_table(["rejected output reason", "count"], exp.get("rejections_by_reason", {}))
+    if not exp:
+        return []
+    return ["## Synthetic queries and keywords", "",
+            f"{exp['documents']} documents expanded: mean {exp['mean_queries']} queries and {exp['mean_keywords']} "
+            f"keywords each; {exp['with_all_queries']} with every query asked for, {exp['without_queries']} with none; "
+            f"{exp['truncated_documents']} truncated.", ""] + _counts_table(["rejected output reason", "count"],
+                                                                            exp.get("rejections_by_reason", {}))
+
+
+def filter_expansions_section(run_dir: Path, images: dict[str, bytes]) -> list[str]:
+    """The keyword check and the round-trip filter of round 0."""
+    md: list[str] = []
     rt = _load(run_dir / "expansions.rt.report.json")
     if rt and rt.get("keyword_check"):
         kw = rt["keyword_check"]
@@ -132,7 +145,11 @@ def _retrieval_sections(run_dir: Path) -> list[str]:
     if rt and rt.get("top_k"):
         md += [f"Round-trip filter ({rt['model']}): kept {rt['kept']} of {rt['queries']} queries ({rt['kept_fraction']}); "
                f"{rt['documents_left_without_queries']} documents lost all of theirs.", ""]
-    md += _round1_sections(run_dir)
+    return md
+
+
+def sweep_section(run_dir: Path, images: dict[str, bytes]) -> list[str]:
+    md: list[str] = []
     sweep = run_dir / "sweep" / "sweep.md"
     if sweep.exists():
         md += ["## Retrieval", "", sweep.read_text(encoding="utf-8").strip(), ""]
@@ -142,7 +159,7 @@ def _retrieval_sections(run_dir: Path) -> list[str]:
     return md
 
 
-def _round1_sections(run_dir: Path) -> list[str]:
+def round1_section(run_dir: Path, images: dict[str, bytes]) -> list[str]:
     """Self-instruct (recipes/retrieval-self-instruct.toml): training pairs, tuning, round-1 expansion and filter."""
     md: list[str] = []
     pairs = _load(run_dir / "self_instruct.pairs.report.json")
@@ -164,6 +181,30 @@ def _round1_sections(run_dir: Path) -> list[str]:
     if rt and rt.get("top_k"):
         md += [f"Round 1 round-trip filter: kept {rt['kept']} of {rt['queries']} queries ({rt['kept_fraction']}).", ""]
     return md
+
+
+# the report's sections in pipeline order; ``llmcse run`` passes the stage registry's hooks, the same
+# functions in the same order (tests/test_stages.py checks that they agree)
+DEFAULT_SECTIONS = (generate_section, filter_section, train_section, eval_section, expand_section,
+                    filter_expansions_section, round1_section, sweep_section, rfd_section)
+
+
+def build_report(run_dir: str | Path, sections: Sequence[Callable[[Path, dict], list[str]]] | None = None
+                 ) -> tuple[Path, Path]:
+    """Write report.md and report.html into ``run_dir``; returns their paths. ``sections``: functions
+    (run folder, images) -> markdown lines, each empty when its stage's outputs are not there."""
+    run_dir = Path(run_dir)
+    md: list[str] = [f"# llmcse run report: `{run_dir.name}`", ""]
+    images: dict[str, bytes] = {}
+    for section in DEFAULT_SECTIONS if sections is None else sections:
+        md += section(run_dir, images)
+
+    for name, data in images.items():  # beside report.md, so the markdown's image links work too
+        (run_dir / name).write_bytes(data)
+    md_path, html_path = run_dir / "report.md", run_dir / "report.html"
+    md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
+    html_path.write_text(markdown_to_html("\n".join(md), images), encoding="utf-8")
+    return md_path, html_path
 
 
 def markdown_to_html(text: str, images: dict[str, bytes]) -> str:

@@ -107,7 +107,7 @@ def rfd_over_checkpoints(model_dir: str | Path, data: str | Path, stsb_dev: Path
     """Geometry of train and eval data at every checkpoint of one run, and the run's RFD."""
     from sentence_transformers import SentenceTransformer
 
-    from llmcse.embed.models import auto_device, resolve_dtype
+    from llmcse.utils.modelspec import auto_device, resolve_dtype
 
     train, same = training_pairs(data, max_pairs, seed)
     train_sentences = _sentences_of(train, max_pairs)

@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from llmcse.data.paths import resolve_data_dir
-from llmcse.data.tasks import GROUPS, TaskCatalog, TaskSpec
+from llmcse.data.tasks import GROUPS, TASK_KINDS, TaskCatalog, TaskSpec
 from llmcse.errors import LlmcseError
+from llmcse.eval.kinds import evaluator_for, score_texts, two_decimals
 from llmcse.utils.io import atomic_write_json, atomic_write_text, config_hash, file_md5
+from llmcse.utils.registry import load_target
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +70,8 @@ def library_versions() -> dict[str, str]:
 
 def task_data_files(spec: TaskSpec, split: str, data_dir: Path) -> dict[str, str]:
     """md5 of every file a task reads, keyed by path relative to the data dir."""
-    if spec.kind == "retrieval":
-        paths = [spec.root / "corpus.jsonl", spec.root / "queries.jsonl", spec.file_for(split)]
-    elif spec.kind == "transfer":
-        paths = list(spec.files.values())
-    else:
-        paths = [spec.file_for(split)]
     out = {}
-    for p in paths:
+    for p in TASK_KINDS.get(spec.kind).files(spec, split):
         try:
             key = str(p.relative_to(data_dir))
         except ValueError:
@@ -93,46 +89,6 @@ def compute_averages(tasks: dict[str, dict]) -> dict[str, float]:
         if all(k in tasks for k in keys):
             averages[group] = float(np.mean([tasks[k]["main_score"] for k in keys]))
     return averages
-
-
-def _evaluate_one(spec: TaskSpec, split: str, encoder, searcher_cache: dict, cfg: EvalConfig) -> dict:
-    if spec.kind == "sts":
-        from llmcse.eval.sts import evaluate_sts
-
-        return evaluate_sts(encoder, spec, split)
-    if spec.kind == "geometry":
-        from llmcse.eval.geometry import evaluate_geometry
-
-        return evaluate_geometry(encoder, spec, split)
-    if spec.kind == "transfer":
-        from llmcse.eval.transfer import evaluate_transfer
-
-        return evaluate_transfer(encoder, spec, split, seed=cfg.seed, max_examples=cfg.transfer_max_examples)
-    if spec.kind == "retrieval":
-        from llmcse.eval.retrieval import evaluate_retrieval
-
-        if "searcher" not in searcher_cache:
-            if cfg.model.lower() == "bm25":
-                from llmcse.retrieval.bm25 import BM25Searcher
-
-                searcher_cache["searcher"] = BM25Searcher()
-            elif cfg.multirep:  # sentences / passages / synthetic queries (with --expansions) as units
-                from llmcse.retrieval.expansion import load_expansions
-                from llmcse.retrieval.multirep import MultiRepSearcher
-
-                searcher_cache["searcher"] = MultiRepSearcher(
-                    encoder, cfg.multirep, load_expansions(cfg.expansions) if cfg.expansions else None)
-            elif cfg.expansions:
-                from llmcse.retrieval.expansion import ExpandedDenseSearcher, ExpansionWeights, load_expansions
-
-                searcher_cache["searcher"] = ExpandedDenseSearcher(encoder, load_expansions(cfg.expansions),
-                                                                   ExpansionWeights.parse(cfg.expansion_weights))
-            else:
-                from llmcse.retrieval.dense import DenseSearcher
-
-                searcher_cache["searcher"] = DenseSearcher(encoder)
-        return evaluate_retrieval(searcher_cache["searcher"], spec, split)
-    raise LlmcseError(f"task {spec.name!r} has unknown kind {spec.kind!r}")
 
 
 def run_evaluation(cfg: EvalConfig, output_dir: str | Path | None = None) -> dict:
@@ -158,19 +114,22 @@ def run_evaluations(cfg: EvalConfig, output_dir: str | Path | None = None) -> li
     data_dir = resolve_data_dir(cfg.data_dir)
     catalog = TaskCatalog(data_dir)
     selected = catalog.select(cfg.tasks)
+    for spec, _ in selected:  # a kind found in the data dir but never given an evaluator fails before any work
+        evaluator_for(spec)
     poolings = cfg.pooling.split(",") if cfg.pooling else [None]
     if output_dir is not None:  # before the model loads: a bad output folder must not cost a whole evaluation
         check_output_dir(Path(output_dir), [Path(p) for p in poolings] if len(poolings) > 1 else [Path()])
     is_lexical = cfg.model.lower() in LEXICAL_MODELS
     if is_lexical:
-        not_retrieval = [s.name for s, _ in selected if s.kind != "retrieval"]
+        not_retrieval = [s.name for s, _ in selected if not evaluator_for(s).lexical]
         if not_retrieval:
             raise LlmcseError(f"--model bm25 is a lexical retriever; it only runs retrieval tasks, not {', '.join(not_retrieval)}")
 
     started = time.perf_counter()
     encoders, device, resolved = [None], "cpu", cfg.model
     if not is_lexical:
-        from llmcse.embed.models import auto_device, load_embedder, resolve_model_path
+        from llmcse.embed.models import load_embedder
+        from llmcse.utils.modelspec import auto_device, resolve_model_path
 
         resolved = resolve_model_path(cfg.model)  # a missing model fails here, before torch is imported
         from llmcse.embed.encode import CachedEncoder, PoolingSlice
@@ -237,12 +196,12 @@ def check_output_dir(output_dir: Path, subdirs: list[Path]) -> None:
 def _evaluate_tasks(selected, encoder, cfg: EvalConfig, data_dir: Path) -> tuple[dict[str, dict], dict[str, str]]:
     tasks: dict[str, dict] = {}
     data_files: dict[str, str] = {}
-    searcher_cache: dict = {}
+    cache: dict = {}  # shared by the tasks of this run (retrieval's searcher)
     for spec, split in selected:
         key = result_key(spec, split)
         logger.info("evaluating %s (%s, split %s%s)", key, spec.kind, split, f", pooling {cfg.pooling}" if cfg.pooling else "")
         t0 = time.perf_counter()
-        result = _evaluate_one(spec, split, encoder, searcher_cache, cfg)
+        result = load_target(evaluator_for(spec).evaluate)(encoder, spec, split, cfg, cache)
         result = {"main_score": result.pop("main_score"), "main_metric": spec.main_metric, "split": split, **result}
         result["evaluation_time"] = round(time.perf_counter() - t0, 2)
         tasks[key] = result
@@ -252,11 +211,10 @@ def _evaluate_tasks(selected, encoder, cfg: EvalConfig, data_dir: Path) -> tuple
 
 def results_table_rows(results: dict) -> list[tuple[str, str, str, str]]:
     """(task, split, metric, score) rows, averages last."""
+    score_text = score_texts()
     rows = []
     for key, r in results["tasks"].items():
-        score = r["main_score"]
-        text = f"{score:.2f}" if r["main_metric"] != "alignment" else f"{score:.4f} (uniformity {r['uniformity']:.4f})"
-        rows.append((key, r["split"], r["main_metric"], text))
+        rows.append((key, r["split"], r["main_metric"], score_text.get(r["main_metric"], two_decimals)(r)))
     for group, value in results["averages"].items():
         rows.append((f"{group} (avg)", "", "", f"{value:.2f}"))
     return rows

@@ -38,6 +38,12 @@ load; all seven tasks' probes took about 50 s. What keeps it there:
   Little rides on the exact choice: on MR, neighbouring grid values score within a few
   tenths of a point of each other on the held-out fold.
 
+**Progress.** On big models a task's probe takes long (wide features), so each task shows a bar
+("mr probe") that ticks per outer fold (cross-validated tasks), or per C tried / inner fold and
+then the final fit (train/test tasks). It follows the encoder's ``show_progress_bar``
+(``llmcse.utils.progress.progress_enabled``). The bars only observe: the folds, fits and numbers
+are the same with or without them.
+
 Warm-starting along the C grid (the ``LogisticRegressionCV`` path trick) was tried and
 dropped: with float32 features it saved almost no CPU, and because L-BFGS stops at
 ``tol`` rather than at the exact optimum, it changed which C won in some folds. Every
@@ -59,12 +65,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from llmcse.data.loaders import load_labeled_sentences
 from llmcse.data.records import LabeledPair, LabeledSentence
 from llmcse.data.tasks import TaskSpec
 from llmcse.embed.encode import CachedEncoder
 from llmcse.errors import UnknownNameError
+from llmcse.utils.progress import progress_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +141,26 @@ def jobs_for(n_rows: int) -> int:
     return N_JOBS if n_rows >= PARALLEL_MIN_ROWS else 1
 
 
+def run_ticking(calls: list, n_jobs: int, progress: tqdm | None = None) -> list:
+    """joblib ``delayed`` calls over up to ``n_jobs`` processes, results in call order; ``progress``
+    ticks as each result arrives (a bar per result, not per dispatch)."""
+    try:
+        parallel = Parallel(n_jobs=min(n_jobs, len(calls)), return_as="generator")  # joblib >= 1.3
+    except TypeError:  # older joblib: all results at once, the bar jumps at the end
+        parallel = Parallel(n_jobs=min(n_jobs, len(calls)))
+    results = []
+    for result in parallel(calls):
+        results.append(result)
+        if progress is not None:
+            progress.update(1)
+    return results
+
+
+def probe_bar(task: str, total: int, unit: str, show_progress_bar: bool | None) -> tqdm:
+    """The bar of one task's probe: ``total`` outer folds, or the steps of a train/test probe."""
+    return tqdm(total=total, desc=f"{task} probe", unit=unit, disable=not progress_enabled(show_progress_bar))
+
+
 def validation_accuracy(
     x_fit: np.ndarray, y_fit: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, c: float, seed: int
 ) -> float:
@@ -148,6 +176,7 @@ def grid_accuracies(
     c_grid: Sequence[float],
     seed: int,
     n_jobs: int = 1,
+    progress: tqdm | None = None,
 ) -> np.ndarray:
     """Validation accuracy of each C, each fit from scratch.
 
@@ -157,15 +186,20 @@ def grid_accuracies(
         c_grid: Regularisation values.
         seed: ``random_state`` of the classifier.
         n_jobs: Processes over the C values.
+        progress: Ticks once per C value.
 
     Returns:
         (len(c_grid),) accuracies in [0, 1].
     """
     if n_jobs == 1:
-        accuracies = [validation_accuracy(x_fit, y_fit, x_val, y_val, c, seed) for c in c_grid]
+        accuracies = []
+        for c in c_grid:
+            accuracies.append(validation_accuracy(x_fit, y_fit, x_val, y_val, c, seed))
+            if progress is not None:
+                progress.update(1)
     else:
-        accuracies = Parallel(n_jobs=min(n_jobs, len(c_grid)))(
-            delayed(validation_accuracy)(x_fit, y_fit, x_val, y_val, c, seed) for c in c_grid
+        accuracies = run_ticking(
+            [delayed(validation_accuracy)(x_fit, y_fit, x_val, y_val, c, seed) for c in c_grid], n_jobs, progress
         )
     return np.array(accuracies)  # (n_c,)
 
@@ -182,7 +216,8 @@ def stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.nd
 
 
 def select_c_by_cv(
-    x: np.ndarray, y: np.ndarray, *, c_grid: Sequence[float], inner_folds: int, seed: int, n_jobs: int = 1
+    x: np.ndarray, y: np.ndarray, *, c_grid: Sequence[float], inner_folds: int, seed: int, n_jobs: int = 1,
+    progress: tqdm | None = None,
 ) -> float:
     """Choose C by stratified k-fold CV on training data only.
 
@@ -193,14 +228,15 @@ def select_c_by_cv(
         inner_folds: Number of CV folds.
         seed: Shuffling seed and classifier ``random_state``.
         n_jobs: Processes over the folds.
+        progress: Ticks once per fold.
 
     Returns:
         The C with the best mean validation accuracy.
     """
     grid = sorted(c_grid)
     folds = stratified_folds(y, inner_folds, seed)
-    per_fold = Parallel(n_jobs=min(n_jobs, len(folds)))(
-        delayed(grid_accuracies)(x[fit], y[fit], x[val], y[val], grid, seed) for fit, val in folds
+    per_fold = run_ticking(
+        [delayed(grid_accuracies)(x[fit], y[fit], x[val], y[val], grid, seed) for fit, val in folds], n_jobs, progress
     )  # inner_folds x (n_c,)
     return best_c(np.mean(per_fold, axis=0), grid)
 
@@ -214,6 +250,7 @@ def select_c_on_dev(
     c_grid: Sequence[float],
     seed: int,
     n_jobs: int = 1,
+    progress: tqdm | None = None,
 ) -> float:
     """Choose C by accuracy on a dev split (SentEval's ``SplitClassifier``).
 
@@ -223,9 +260,10 @@ def select_c_on_dev(
         c_grid: Candidate C values (any order).
         seed: Classifier ``random_state``.
         n_jobs: Processes over the C values.
+        progress: Ticks once per C value.
     """
     grid = sorted(c_grid)
-    return best_c(grid_accuracies(x_train, y_train, x_dev, y_dev, grid, seed, n_jobs=n_jobs), grid)
+    return best_c(grid_accuracies(x_train, y_train, x_dev, y_dev, grid, seed, n_jobs=n_jobs, progress=progress), grid)
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -251,20 +289,23 @@ def score_outer_fold(
 
 
 def cross_validate(
-    x: np.ndarray, y: np.ndarray, *, n_folds: int, inner_folds: int, c_grid: Sequence[float], seed: int, n_jobs: int = 1
+    x: np.ndarray, y: np.ndarray, *, n_folds: int, inner_folds: int, c_grid: Sequence[float], seed: int, n_jobs: int = 1,
+    progress: tqdm | None = None,
 ) -> tuple[list[float], list[float]]:
     """Nested stratified CV (SentEval's ``InnerKFoldClassifier``).
 
     Args:
         x: Features, (n, d).
         y: Labels, (n,).
+        progress: Ticks once per outer fold.
 
     Returns:
         (chosen C per outer fold, held-out accuracy per outer fold in [0, 1]).
     """
     folds = stratified_folds(y, n_folds, seed)
-    results = Parallel(n_jobs=min(n_jobs, len(folds)))(
-        delayed(score_outer_fold)(x, y, train_idx, test_idx, c_grid, inner_folds, seed) for train_idx, test_idx in folds
+    results = run_ticking(
+        [delayed(score_outer_fold)(x, y, train_idx, test_idx, c_grid, inner_folds, seed) for train_idx, test_idx in folds],
+        n_jobs, progress,
     )
     return [c for c, _ in results], [a for _, a in results]
 
@@ -283,13 +324,14 @@ def _load(encoder: CachedEncoder, spec: TaskSpec, split: str, max_examples: int 
 
 def _evaluate_cv(
     encoder: CachedEncoder, spec: TaskSpec, split: str, *, seed: int, n_folds: int, inner_folds: int, c_grid,
-    max_examples: int | None = None,
+    max_examples: int | None = None, show_progress_bar: bool | None = None,
 ) -> dict:
     x, y, _ = _load(encoder, spec, split, max_examples, seed)
     start = time.perf_counter()
-    with single_threaded_blas():
+    with single_threaded_blas(), probe_bar(spec.name, n_folds, "fold", show_progress_bar) as bar:
         c_per_fold, fold_accuracies = cross_validate(
-            x, y, n_folds=n_folds, inner_folds=inner_folds, c_grid=c_grid, seed=seed, n_jobs=jobs_for(len(y))
+            x, y, n_folds=n_folds, inner_folds=inner_folds, c_grid=c_grid, seed=seed, n_jobs=jobs_for(len(y)),
+            progress=bar,
         )
     accuracy = 100 * float(np.mean(fold_accuracies))
     elapsed = time.perf_counter() - start
@@ -308,23 +350,27 @@ def _evaluate_cv(
 
 def _evaluate_train_test(
     encoder: CachedEncoder, spec: TaskSpec, split: str, *, seed: int, inner_folds: int, c_grid,
-    max_examples: int | None = None,
+    max_examples: int | None = None, show_progress_bar: bool | None = None,
 ) -> dict:
     x_test, y_test, is_pair = _load(encoder, spec, split, max_examples, seed)
     x_train, y_train, _ = _load(encoder, spec, "train", max_examples, seed)
     dev = _load(encoder, spec, "dev", max_examples, seed) if "dev" in spec.files else None
     start = time.perf_counter()
-    with single_threaded_blas():
+    steps = (len(c_grid) if dev is not None else inner_folds) + 1  # choosing C, then the final fit
+    with single_threaded_blas(), probe_bar(spec.name, steps, "step", show_progress_bar) as bar:
         if dev is not None:
             x_dev, y_dev, _ = dev
-            c = select_c_on_dev(x_train, y_train, x_dev, y_dev, c_grid=c_grid, seed=seed, n_jobs=jobs_for(len(y_train)))
+            c = select_c_on_dev(x_train, y_train, x_dev, y_dev, c_grid=c_grid, seed=seed, n_jobs=jobs_for(len(y_train)),
+                                progress=bar)
             protocol = "train/dev/test"
         else:
             c = select_c_by_cv(
-                x_train, y_train, c_grid=c_grid, inner_folds=inner_folds, seed=seed, n_jobs=jobs_for(len(y_train))
+                x_train, y_train, c_grid=c_grid, inner_folds=inner_folds, seed=seed, n_jobs=jobs_for(len(y_train)),
+                progress=bar,
             )
             protocol = f"train/test (C by {inner_folds}-fold CV on train)"
         predicted = fit_classifier(x_train, y_train, c, seed).predict(x_test)  # (n_test,)
+        bar.update(1)
     accuracy = 100 * float(np.mean(predicted == y_test))
     result = {
         "main_score": accuracy,
@@ -351,6 +397,7 @@ def evaluate_transfer(
     inner_folds: int = 5,
     c_grid: tuple[float, ...] = C_GRID,
     max_examples: int | None = None,
+    show_progress_bar: bool | None = None,
 ) -> dict:
     """Score one SentEval transfer task with a logistic-regression probe.
 
@@ -366,6 +413,8 @@ def evaluate_transfer(
         c_grid: Candidate inverse regularisation strengths.
         max_examples: Cap every split file at this many rows (seeded sample): a cheaper probe
             for comparing many models, not the SentEval protocol; results say ``subsampled``.
+        show_progress_bar: A bar over the probe's folds/fits; None: the encoder's own setting
+            (``CachedEncoder.show_progress_bar``), else ``progress_enabled``'s rule.
 
     Returns:
         ``main_score`` and ``accuracy`` (x100), ``num_examples`` (scored rows),
@@ -377,12 +426,14 @@ def evaluate_transfer(
             (``all`` or ``test``).
     """
     spec.file_for(split)  # raises UnknownNameError listing the task's splits
+    if show_progress_bar is None:
+        show_progress_bar = getattr(encoder, "show_progress_bar", None)
     if split == "all":
         result = _evaluate_cv(encoder, spec, split, seed=seed, n_folds=n_folds, inner_folds=inner_folds, c_grid=c_grid,
-                              max_examples=max_examples)
+                              max_examples=max_examples, show_progress_bar=show_progress_bar)
     elif split == "test" and "train" in spec.files:
         result = _evaluate_train_test(encoder, spec, split, seed=seed, inner_folds=inner_folds, c_grid=c_grid,
-                                      max_examples=max_examples)
+                                      max_examples=max_examples, show_progress_bar=show_progress_bar)
     else:
         result = None
     if result is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -29,7 +30,7 @@ class HFGenerator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from llmcse.embed.models import auto_device, resolve_dtype, resolve_model_path
+        from llmcse.utils.modelspec import auto_device, resolve_dtype, resolve_model_path
 
         self.spec = f"hf:{model}"
         self.stats = GenerationStats()
@@ -79,70 +80,62 @@ class HFGenerator:
         return outputs
 
     def _decode(self, rows: list[list[int]], n_shared: int, params: SamplingParams, seed: int | None) -> list[list[int]]:
-        """New tokens per row. A row leaves the batch as soon as it ends (end-of-turn token, stop
-        string or its token budget), so compute follows the tokens really produced: with
-        ``generate()`` every row would run as long as the longest one (3x the work here: short
-        rewrites average 23 tokens, and one rambling row holds 64 back).
+        """New tokens per row, from transformers' ``generate`` (greedy at temperature 0, else
+        nucleus sampling), each row ending at an end-of-turn token, a stop string or its budget.
 
-        Identical prompts in a batch (N samples of one prompt, e.g. N synthetic queries for one
-        document) are prefilled once; their keys/values are then copied per row and each row
-        samples on its own."""
+        The prompts are prefilled here and ``generate`` is handed their cache, so that two things
+        run once: the prefix the whole batch shares (``_cached_prefix``), and identical prompts
+        (N samples of one prompt, e.g. N synthetic queries for one document), whose keys/values
+        are then copied per row; each row still samples on its own. ``generate`` runs only each
+        row's last prompt token, as its first decoding step.
+
+        llmcse had its own decode loop here (own sampler, finished rows leaving the batch); timed
+        side by side it was no faster than this (benchmarks/results/generation.md), so it went."""
         torch = self._torch
         distinct = list(dict.fromkeys(tuple(r) for r in rows))
-        input_ids, mask = self._pad([list(r) for r in distinct], n_shared)  # (distinct, len) each
+        input_ids, mask = self._pad([list(r) for r in distinct], n_shared)  # (distinct, width) each
         cache = self._cached_prefix(tuple(rows[0][:n_shared]), len(distinct)) if n_shared else None
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # pads in the middle are skipped
-        rng = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
-        alive = list(range(len(rows)))  # batch row -> index into rows
-        new: list[list[int]] = [[] for _ in rows]
-        with torch.no_grad():
-            out = self.model(input_ids=input_ids[:, n_shared:], attention_mask=mask,
-                             position_ids=positions[:, n_shared:], past_key_values=cache, use_cache=True,
-                             logits_to_keep=1)
-            self.stats.prefill_tokens += int(mask[:, n_shared:].sum())
-            cache, last_pos, logits = out.past_key_values, positions[:, -1], out.logits[:, -1, :]
-            if len(distinct) < len(rows):  # one copy of a prompt's state per row that asked for it
-                slot = {r: i for i, r in enumerate(distinct)}
-                expand = torch.tensor([slot[tuple(r)] for r in rows], device=self.device)
+        if input_ids.shape[1] - 1 > n_shared:  # all but the last prompt token; generate() feeds that one
+            with torch.no_grad():
+                cache = self.model(input_ids=input_ids[:, n_shared:-1], attention_mask=mask[:, :-1],
+                                   position_ids=positions[:, n_shared:-1], past_key_values=cache, use_cache=True,
+                                   logits_to_keep=1).past_key_values
+        self.stats.prefill_tokens += int(mask[:, n_shared:].sum())
+        if len(distinct) < len(rows):  # one copy of a prompt's state per row that asked for it
+            slot = {r: i for i, r in enumerate(distinct)}
+            expand = torch.tensor([slot[tuple(r)] for r in rows], device=self.device)
+            input_ids, mask = input_ids[expand], mask[expand]  # (rows, width) each
+            if cache is not None:
                 cache.batch_select_indices(expand)
-                mask, last_pos, logits = mask[expand], last_pos[expand], logits[expand]
-            for _ in range(params.max_new_tokens):
-                picked = self._pick(logits, params, rng).tolist()  # (alive,)
-                keep = []
-                for j, r in enumerate(alive):
-                    if picked[j] in self._end_ids:
-                        continue
-                    new[r].append(picked[j])
-                    tail = self.tokenizer.decode(new[r][-4:]) if params.stop else ""
-                    if len(new[r]) < params.max_new_tokens and not any(s in tail for s in params.stop):
-                        keep.append(j)
-                if not keep:
-                    break
-                if len(keep) < len(alive):
-                    keep_t = torch.tensor(keep, device=self.device)
-                    cache.batch_select_indices(keep_t)
-                    mask, last_pos = mask[keep_t], last_pos[keep_t]
-                alive = [alive[j] for j in keep]
-                next_ids = torch.tensor([[new[r][-1]] for r in alive], device=self.device)  # (alive, 1)
-                mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
-                last_pos = last_pos + 1
-                out = self.model(input_ids=next_ids, attention_mask=mask, position_ids=last_pos[:, None],
-                                 past_key_values=cache, use_cache=True)
-                logits = out.logits[:, -1, :]
+        if params.temperature <= 0:
+            sampling = {"do_sample": False}
+        else:  # top_k off: plain nucleus sampling, as OpenAI-style servers do it
+            sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
+        pad = self.tokenizer.pad_token_id
+        with torch.no_grad(), self._seeded(seed):
+            out = self.model.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
+                                      max_new_tokens=params.max_new_tokens, eos_token_id=sorted(self._end_ids),
+                                      pad_token_id=pad, stop_strings=list(params.stop) or None,
+                                      tokenizer=self.tokenizer, **sampling)  # (rows, width + new)
+        new = []
+        for row in out[:, input_ids.shape[1]:].tolist():  # rows that finished early are padded
+            end = next((j for j, t in enumerate(row) if t in self._end_ids or t == pad), len(row))
+            new.append(row[:end])
         return new
 
-    def _pick(self, logits, params: SamplingParams, rng):
-        """Next token per row: argmax at temperature 0, else nucleus (top-p) sampling."""
+    @contextlib.contextmanager
+    def _seeded(self, seed: int | None):
+        """torch's random numbers start from ``seed`` inside, and the global generator is left as it
+        was; without a seed, the global generator is used as is."""
+        if seed is None:
+            yield
+            return
         torch = self._torch
-        if params.temperature <= 0:
-            return logits.argmax(dim=-1)
-        probs = torch.softmax(logits.float() / params.temperature, dim=-1)  # (alive, vocab)
-        if params.top_p < 1.0:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            outside = sorted_p.cumsum(-1) - sorted_p > params.top_p  # the smallest set reaching top_p stays
-            sorted_p[outside] = 0.0
-            probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-        return torch.multinomial(probs, 1, generator=rng)[:, 0]
+        with torch.random.fork_rng(devices=[] if self.device == "cpu" else None,
+                                   device_type=torch.device(self.device).type):
+            torch.manual_seed(seed)
+            yield
 
     def _pad(self, rows: list[list[int]], n_shared: int):
         """(batch, len) input ids and mask: shared prefix, then padding, then each row's own tokens.

@@ -5,9 +5,10 @@ Folder layout (plain files, readable without llmcse):
     docs.jsonl    {"_id", "title"} per row
     index.json    model (spec, local path, fingerprint), expansion weights, corpus md5, counts
     manifest.json, shards/NNNNN.npy   the per-shard work (see llmcse.utils.shards)
+    provenance.jsonl   with --executor ray: which node and process embedded each shard, in how long
 The corpus is embedded in shards of ``shard_size`` documents, so memory stays flat on big corpora,
-several processes can share the work (``--workers N`` or ``--shard K/N``), and a killed run
-continues from its finished shards.
+several processes can share the work (Ray actors: ``--executor ray``; or ``--shard K/N`` processes
+started by hand), and a killed run continues from its finished shards.
 
 The three index files belong together, so they are never rewritten in place: a build writes
 them into a sibling folder ``.<name>.llmcse-new-<host>-<pid>`` and swaps that folder in (the old
@@ -40,19 +41,28 @@ NEW, OLD = "llmcse-new", "llmcse-old"  # sibling folders of a swap in progress
 
 def build_index(model_name: str, corpus_path: str | Path, out: str | Path, *, expansions: str | None = None,
                 weights: str = "1,1,1", shard_size: int = 10_000, device: str | None = None, batch_size: int = 64,
-                shard: tuple[int, int] | None = None) -> dict:
+                shard: tuple[int, int] | None = None, executor: str | None = None, ray_address: str | None = None,
+                actors: int | None = None) -> dict:
     """Embed the corpus shard by shard into ``out/shards/``, then assemble the index and swap it in.
 
     ``shard=(K, N)``: this process is worker K of N and embeds only shards with index % N == K
     (workers on other processes, GPUs or machines sharing ``out`` take the rest); a worker never
     assembles (several may finish at once): a run without ``shard`` does. A rerun skips finished shards.
+    ``executor="ray"``: the pending shards are embedded by ``actors`` Ray actors (``ray_address``:
+    see ``llmcse.utils.executor.run_shards``; ``out`` must be on storage every node sees); who
+    embedded each shard is appended to ``out/provenance.jsonl``. ``None`` (all three): the current
+    ``llmcse.utils.executor.using(...)`` scope's settings, else this process.
 
     Raises:
         LlmcseError: ``out`` exists and is not an llmcse index folder (nothing is written then).
     """
     from llmcse.data.loaders import load_beir_corpus
+    from llmcse.utils.executor import resolve
     from llmcse.utils.shards import pending, prepare_manifest
 
+    executor, ray_address, actors = resolve(executor, ray_address, actors)
+    if executor != "local" and shard is not None:
+        raise LlmcseError("--shard K/N is for processes started by hand; with --executor ray, Ray shares out the shards")
     out = Path(out)
     recover_interrupted_swap(out)
     check_index_folder(out)
@@ -68,7 +78,8 @@ def build_index(model_name: str, corpus_path: str | Path, out: str | Path, *, ex
     manifest = prepare_manifest(out, identity, len(doc_ids), shard_size, ".npy")
     todo = pending(out, manifest, shard)
     if todo:
-        _embed_shards(model_name, corpus, doc_ids, out, todo, expansions, weights, device, batch_size)
+        _embed_shards(model_name, corpus, doc_ids, out, todo, expansions, weights, device, batch_size,
+                      executor=executor, ray_address=ray_address, actors=actors)
     left = pending(out, manifest, None)
     if left or shard is not None:
         logger.info("%d of %d shards done; %d left", len(manifest["shards"]) - len(left), len(manifest["shards"]), len(left))
@@ -87,20 +98,53 @@ def _weights_label(weights: str) -> str:
     return ExpansionWeights.parse(weights).label()
 
 
-def _embed_shards(model_name, corpus, doc_ids, out: Path, todo: list[dict], expansions, weights, device, batch_size) -> None:
-    from llmcse.embed.encode import CachedEncoder, progress_enabled
-    from llmcse.embed.models import load_embedder
-    from llmcse.retrieval.expansion import ExpandedDenseSearcher, ExpansionWeights, load_expansions
+def _embed_shards(model_name, corpus, doc_ids, out: Path, todo: list[dict], expansions, weights, device, batch_size,
+                  executor: str = "local", ray_address: str | None = None, actors: int = 1) -> None:
+    """Embed the ``todo`` shards here or on Ray; each task carries its documents and their expansions."""
+    import functools
 
-    encoder = CachedEncoder(load_embedder(model_name, device=device), batch_size=batch_size)
-    searcher = ExpandedDenseSearcher(encoder, load_expansions(expansions) if expansions else {},
-                                     ExpansionWeights.parse(weights))
-    from tqdm.auto import tqdm
+    from llmcse.data.loaders import load_expansions
+    from llmcse.utils.executor import run_shards
+    from llmcse.utils.shards import PROVENANCE
 
-    for s in tqdm(todo, desc="index shards", unit="shard", disable=not progress_enabled(None)):
-        vectors = searcher.document_vectors(corpus, doc_ids[s["start"]:s["end"]]).astype(np.float32)  # (docs, dim)
-        encoder.clear()  # the cache would otherwise grow with the corpus
-        atomic_save_npy(out / s["file"], vectors)  # a shard file is complete or absent
+    synthetic = load_expansions(expansions) if expansions else {}
+    tasks = []
+    for s in todo:
+        ids = doc_ids[s["start"]:s["end"]]
+        tasks.append({"index": s["index"], "path": str((out / s["file"]).resolve()), "doc_ids": ids,
+                      "docs": {d: corpus[d] for d in ids}, "expansions": {d: synthetic[d] for d in ids if d in synthetic}})
+    factory = functools.partial(IndexShardWorker, model_name, weights, device=device, batch_size=batch_size)
+    run_shards(factory, tasks, executor=executor, ray_address=ray_address, actors=actors,
+               uses_gpu=device in (None, "cuda"), provenance_file=out / PROVENANCE if executor == "ray" else None,
+               desc="index shards")
+
+
+class IndexShardWorker:
+    """Embeds one shard of documents per call into its ``.npy`` file; the model loads once, at construction
+    (once per Ray actor)."""
+
+    def __init__(self, model_name: str, weights: str, device: str | None = None, batch_size: int = 64):
+        from llmcse.embed.encode import CachedEncoder
+        from llmcse.embed.models import load_embedder
+        from llmcse.retrieval.expansion import ExpansionWeights
+
+        self.encoder = CachedEncoder(load_embedder(model_name, device=device), batch_size=batch_size,
+                                     show_progress_bar=False)  # the shard bar counts the progress
+        self.weights = ExpansionWeights.parse(weights)
+
+    def __call__(self, task: dict) -> dict:
+        from llmcse.retrieval.expansion import ExpandedDenseSearcher
+        from llmcse.utils.executor import require_shared_folder
+
+        path = Path(task["path"])
+        if path.exists():  # a shard Ray ran again after its node died, though its file was written
+            return {"documents": 0}
+        require_shared_folder(path.parent)
+        searcher = ExpandedDenseSearcher(self.encoder, task["expansions"], self.weights)
+        vectors = searcher.document_vectors(task["docs"], task["doc_ids"]).astype(np.float32)  # (docs, dim)
+        self.encoder.clear()  # the cache would otherwise grow with the corpus
+        atomic_save_npy(path, vectors)  # a shard file is complete or absent
+        return {"documents": len(task["doc_ids"])}
 
 
 def _assemble(out: Path, manifest: dict, corpus, doc_ids, meta: dict) -> dict:
@@ -253,7 +297,7 @@ def check_index_folder(out: str | Path) -> None:
     if not out.is_dir():
         raise LlmcseError(f"--out {out}: exists and is not a folder")
     names = {p.name for p in out.iterdir()}
-    if not names or names <= {"logs"} or _made_by_llmcse(out):  # logs/: --workers writes them before the workers start
+    if not names or names <= {"logs"} or _made_by_llmcse(out):  # logs/: what the old --workers processes wrote first
         return
     raise LlmcseError(f"--out {out}: the folder exists, is not empty and is not an llmcse index "
                       f"(no index.json or manifest.json from llmcse index; it holds {sorted(names)[:5]}); "
@@ -295,7 +339,7 @@ def model_identity(spec: str) -> dict:
 
 
 def _local_model_path(spec: str) -> Path | None:
-    from llmcse.embed.models import BUNDLED_MODELS
+    from llmcse.utils.modelspec import BUNDLED_MODELS
 
     if Path(spec).exists():
         return Path(spec).resolve()

@@ -235,10 +235,34 @@ def scores_path(out: Path) -> Path:
     return out.with_name(out.stem + ".scores.jsonl")
 
 
-def run_filter(cfg: FilterConfig, llm: LLM | None = None, show_progress_bar: bool | None = None) -> dict:
-    from llmcse.embed.encode import progress_enabled
-    from llmcse.llm import load_llm, transport_options
+def score_chunk(chunk: list[dict], cfg: FilterConfig, llm: LLM | None, scorer: str | None) -> list[dict]:
+    """The scores rows of one chunk of records: cheap check, then (if it passed and there is an LLM) scores."""
+    rows = [{"id": r["id"], "scorer": scorer, "scoring": cfg.scoring, "cheap": cheap_check(r, cfg), "scores": None}
+            for r in chunk]
+    to_score = [(r, row) for r, row in zip(chunk, rows) if row["cheap"] is None and llm is not None]
+    pairs = [(r["seed"], r[f]) for r, _ in to_score for f in RECIPE_FIELDS[r["recipe"]]]
+    scores, method = score_pairs_with_method(llm, pairs, cfg.scoring) if pairs else ([], None)
+    flat = iter(scores)
+    for r, row in to_score:
+        row["scores"] = {f: next(flat) for f in RECIPE_FIELDS[r["recipe"]]}
+        row["method"] = method
+    return rows
 
+
+def run_filter(cfg: FilterConfig, llm: LLM | None = None, show_progress_bar: bool | None = None, *,
+               executor: str | None = None, ray_address: str | None = None, actors: int | None = None) -> dict:
+    """Score the records not yet scored, then decide every record; return the report (also written).
+
+    ``executor="ray"``: the records are cut into fixed shards (``<out>.shards/``) that ``actors`` Ray
+    actors score, each loading the scorer once (``llmcse.synth.scaleout``); their rows are appended
+    to ``<out>.scores.jsonl`` in input order. ``None`` (all three): the current
+    ``llmcse.utils.executor.using(...)`` scope's settings, else this process.
+    """
+    from llmcse.llm import load_llm, transport_options
+    from llmcse.utils.executor import resolve
+    from llmcse.utils.progress import progress_enabled
+
+    executor, ray_address, actors = resolve(executor, ray_address, actors)
     in_path, out = Path(cfg.input), Path(cfg.out)
     records = read_jsonl(in_path)
     _validate(records, in_path)
@@ -249,22 +273,19 @@ def run_filter(cfg: FilterConfig, llm: LLM | None = None, show_progress_bar: boo
     # A scores row counts only for the scorer that made it: change the scorer and records are rescored.
     scored = {r["id"]: r for r in scores_file.read() if (r.get("scorer"), r.get("scoring")) == (scorer, cfg.scoring)}
     pending = [r for r in records if r["id"] not in scored]
+    started = time.perf_counter()
+    if executor == "ray" and pending:
+        scores_file.append(_filter_on_ray(cfg, records, set(scored), llm, scorer, ray_address=ray_address,
+                                          actors=actors, show_progress_bar=show_progress_bar))
+        scored = {r["id"]: r for r in scores_file.read() if (r.get("scorer"), r.get("scoring")) == (scorer, cfg.scoring)}
+        pending = []
     if pending and cfg.llm and llm is None:
         llm = load_llm(cfg.llm, **transport_options(cfg.llm, cfg.request_timeout, cfg.max_retries))
-    started = time.perf_counter()
     bar = tqdm(total=len(records), initial=len(records) - len(pending), unit="rec", desc="filter",
                disable=not progress_enabled(show_progress_bar))
     for start in range(0, len(pending), cfg.chunk_size):
         chunk = pending[start:start + cfg.chunk_size]
-        rows = [{"id": r["id"], "scorer": scorer, "scoring": cfg.scoring, "cheap": cheap_check(r, cfg), "scores": None}
-                for r in chunk]
-        to_score = [(r, row) for r, row in zip(chunk, rows) if row["cheap"] is None and llm is not None]
-        pairs = [(r["seed"], r[f]) for r, _ in to_score for f in RECIPE_FIELDS[r["recipe"]]]
-        scores, method = score_pairs_with_method(llm, pairs, cfg.scoring) if pairs else ([], None)
-        flat = iter(scores)
-        for r, row in to_score:
-            row["scores"] = {f: next(flat) for f in RECIPE_FIELDS[r["recipe"]]}
-            row["method"] = method
+        rows = score_chunk(chunk, cfg, llm, scorer)
         scores_file.append(rows)
         scored.update((row["id"], row) for row in rows)
         bar.update(len(chunk))
@@ -331,3 +352,58 @@ def filter_report(kept: list[dict], dropped: list[dict], cfg: FilterConfig, out:
                                  for reason in reasons},
             "examples_kept": [_fields(r) for r in kept[:5]],
             "config": {**asdict(cfg), "llm": redact_spec(cfg.llm)}}
+
+
+# --- --executor ray: the records in fixed shards, one Ray actor per scorer (llmcse.synth.scaleout) --------
+
+class FilterShardWorker:
+    """Scores one shard of records per call, chunk by chunk as ``run_filter`` does, appending each
+    chunk's scores rows to the shard's file."""
+
+    def __init__(self, cfg: FilterConfig, source, scorer: str | None):
+        self.cfg, self.scorer = cfg, scorer
+        self.llm = source() if source else None  # the scorer loads here, once per actor
+
+    def __call__(self, task: dict) -> dict:
+        from llmcse.synth.scaleout import open_shard_file
+
+        file = open_shard_file(Path(task["path"]))
+        have = {row["id"] for row in file.read()} | set(task["done"])  # after a retry: go on
+        items, size = 0, self.cfg.chunk_size
+        for offset in range(0, len(task["records"]), size):
+            chunk = [r for r in task["records"][offset:offset + size] if r["id"] not in have]
+            if chunk:
+                file.append(score_chunk(chunk, self.cfg, self.llm, self.scorer))
+                items += len(chunk)
+        return {"items": items}
+
+
+def _filter_on_ray(cfg: FilterConfig, records: list[dict], scored: set[str], llm: LLM | None, scorer: str | None, *,
+                   ray_address: str | None, actors: int, show_progress_bar: bool | None = None) -> list[dict]:
+    """Score the records whose id is not in ``scored`` on Ray; their scores rows, in input order."""
+    import functools
+
+    from llmcse.synth.scaleout import llm_source, run_on_ray, shard_folder, shard_rows
+    from llmcse.utils.io import file_md5
+    from llmcse.utils.shards import auto_shard_size, prepare_manifest
+
+    out = Path(cfg.out)
+    source = llm_source(llm, cfg.llm, cfg.request_timeout, cfg.max_retries, actors) if cfg.llm else None
+    folder = shard_folder(out)
+    identity = {"kind": "llmcse-filter", "input_md5": file_md5(cfg.input), "scorer": scorer, "scoring": cfg.scoring,
+                "chunk_size": cfg.chunk_size, "cheap": [cfg.max_positive_overlap, cfg.min_positive_overlap,
+                                                        cfg.min_negative_overlap]}
+    manifest = prepare_manifest(folder, identity, len(records), auto_shard_size(len(records), cfg.chunk_size), ".jsonl")
+    written = shard_rows(folder, manifest)
+    tasks = []
+    for s in manifest["shards"]:
+        part = records[s["start"]:s["end"]]
+        have = {row["id"] for row in written.get(s["index"], [])}
+        if any(r["id"] not in scored and r["id"] not in have for r in part):
+            tasks.append({"index": s["index"], "path": str((folder / s["file"]).resolve()), "records": part,
+                          "done": [r["id"] for r in part if r["id"] in scored]})
+    logger.info("%d of %d record shards to score on Ray", len(tasks), len(manifest["shards"]))
+    run_on_ray(functools.partial(FilterShardWorker, cfg, source, scorer), tasks, folder, source, ray_address, actors,
+               show_progress_bar, "filter shards")
+    by_id = {row["id"]: row for rows in shard_rows(folder, manifest).values() for row in rows}
+    return [by_id[r["id"]] for r in records if r["id"] not in scored and r["id"] in by_id]

@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from llmcse.data.readers import iter_text_lines
+from llmcse.data.readers import iter_text_lines, read_texts
 from llmcse.synth.checks import has_verb, normalize
 
 
@@ -82,8 +82,6 @@ def read_seeds(path: str | Path, *, min_words: int = 4, max_words: int = 64) -> 
     """
     path = Path(path)
     if path.suffix.lower() in (".jsonl", ".tsv"):
-        from llmcse.embed.files import read_texts
-
         _, texts = read_texts(path)
     else:
         texts = [t for _, t in iter_text_lines(path)]

@@ -78,12 +78,21 @@ def provenance_line(info: dict) -> str:
     return f"{Path(info['file']).name} ({'; '.join(parts)})"
 
 
+def base_hub_id(base: str) -> str | None:
+    """The Hub id of the weights a base spec starts from, if it has one: a bundled name's, a hub id
+    itself, or for ``prompteol:<causal LM>`` that LM's (PromptEOL wraps the LM's own weights)."""
+    weights = base.removeprefix("prompteol:")
+    if weights.lower() in HUB_IDS:
+        return HUB_IDS[weights.lower()]
+    return weights if weights.count("/") == 1 and not Path(weights).exists() else None
+
+
 def fill_card(model, base: str, recipe: str, provenance: dict) -> None:
     """Feed sentence-transformers' card data before training (the Trainer adds the loss, the data
     statistics and the evaluations); never look anything up on the Hub."""
     card = model.model_card_data
     card.local_files_only = True
-    hub_id = HUB_IDS.get(base.lower()) or (base if base.count("/") == 1 and not Path(base).exists() else None)
+    hub_id = base_hub_id(base)
     if hub_id:
         card.base_model = hub_id  # rendered as a Hub link
     card.model_name = f"{Path(base).name if Path(base).exists() else base} fine-tuned with llmcse ({recipe})"

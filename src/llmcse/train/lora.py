@@ -58,7 +58,9 @@ def merged_full_precision(trained, base: str, r: int, alpha: int | None, dropout
     """The trained adapter merged into a fresh full-precision copy of ``base``.
 
     QLoRA trains on 4-bit base weights; merging there would save quantized weights that need
-    bitsandbytes (and a GPU) to load. The adapter is small: move it onto the base as it was.
+    bitsandbytes (and a GPU) to load. A bf16 base would keep little of the update: a LoRA delta is
+    a small fraction of a weight, below bf16's rounding step for much of it. The adapter is small:
+    move it onto the base as it was.
     """
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 

@@ -1,13 +1,19 @@
-"""Training recipes: which data kind, which loss, which defaults. Small on purpose."""
+"""Training recipes: which data kind, which loss, which defaults. Small on purpose.
+
+A new recipe is one ``RECIPES.register`` line; its loss must be in ``train.losses.LOSSES``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from llmcse.utils.registry import Registry
 
 
 @dataclass
 class TrainConfig:
     recipe: str = "sup-simcse"
+    loss: str | None = None  # None: the recipe's loss; else any LOSSES name that takes the recipe's data kind
     data: str = ""
     base: str = "all-MiniLM-L6-v2"
     out: str = "runs/model"
@@ -42,19 +48,36 @@ class TrainConfig:
     lora_dropout: float = 0.05
     lora_4bit: bool = False  # QLoRA: the frozen base in 4-bit NF4 (CUDA + bitsandbytes); the export is full precision
     # the frozen base weights under LoRA: "bfloat16" halves their memory and is ~1.4x faster per step on
-    # CPUs with bf16 instructions (measured on SmolLM2); the adapters and their optimizer stay float32
-    dtype: str = "float32"
-    # recompute activations in the backward pass: a step costs ~1/3 more compute, but memory stops
-    # growing with batch x length x layers (a SmolLM2 batch of 32 triplets peaks at ~12 GB without)
-    gradient_checkpointing: bool = False
+    # CPUs with bf16 instructions (measured on SmolLM2), slower where bf16 is emulated (AVX2-only CPUs);
+    # "auto": bfloat16 on a GPU or a CPU with AMX / AVX512-BF16, else float32 (always float32 without
+    # LoRA). The adapters and their optimizer stay float32, and the merged export is float32.
+    dtype: str = "auto"
+    # recompute activations in the backward pass (same gradients): memory stops growing with batch x
+    # length x layers, for one more forward pass per step. None: on under LoRA (the quickstart's step
+    # of 16 triplets on SmolLM2: 9.7 GB peak without)
+    gradient_checkpointing: bool | None = None
     lora_export: str = "merged"  # merged: plain folder, no peft needed | adapter: adapter-only folder
 
 
-# recipe -> (data kind, loss name, deviations from TrainConfig defaults with the reason)
-RECIPES: dict[str, tuple[str, str, dict]] = {
-    "unsup-simcse": ("unlabeled", "info_nce", {"lr": 3e-5}),  # SimCSE unsup: 3e-5, dropout positives
-    "sup-simcse": ("triplets", "info_nce", {}),
-    "synth-nli": ("triplets", "info_nce", {}),  # LLM-made triplets, same loss as sup-simcse
-    "ngcse": ("sts3", "hierarchical_triplet", {}),
-    "multicsr": ("triplets", "info_nce", {"false_negative_threshold": 0.95}),  # masking of in-batch false negatives
-}
+@dataclass(frozen=True)
+class Recipe:
+    """A named way to train.
+
+    Attributes:
+        data: Training data kind (``train.data.COLUMNS``): how the ``--data`` file is read.
+        loss: A ``LOSSES`` name.
+        defaults: Deviations from the ``TrainConfig`` defaults (the reason in a comment where registered).
+    """
+
+    data: str
+    loss: str
+    defaults: dict = field(default_factory=dict)
+
+
+RECIPES: Registry[Recipe] = Registry("training recipe")
+RECIPES.register("unsup-simcse", Recipe("unlabeled", "info_nce", {"lr": 3e-5}))  # SimCSE unsup: 3e-5, dropout positives
+RECIPES.register("sup-simcse", Recipe("triplets", "info_nce"))
+RECIPES.register("synth-nli", Recipe("triplets", "info_nce"))  # LLM-made triplets, same loss as sup-simcse
+RECIPES.register("ngcse", Recipe("sts3", "hierarchical_triplet"))
+# masking of in-batch false negatives
+RECIPES.register("multicsr", Recipe("triplets", "info_nce", {"false_negative_threshold": 0.95}))

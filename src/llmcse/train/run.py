@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-from llmcse.errors import LlmcseError
+from llmcse.errors import LlmcseError, UnknownNameError
 from llmcse.train.data import read_rows, to_dataset
 from llmcse.train.recipes import RECIPES, TrainConfig
 from llmcse.utils.io import atomic_write_json, config_hash
@@ -18,21 +18,31 @@ logger = logging.getLogger(__name__)
 
 def apply_recipe_defaults(cfg: TrainConfig, explicitly_set: set[str]) -> TrainConfig:
     """Fill the recipe's deviations for fields the user did not set."""
-    if cfg.recipe not in RECIPES:
-        raise LlmcseError(f"unknown recipe {cfg.recipe!r}; one of {', '.join(RECIPES)}")
-    _, _, deviations = RECIPES[cfg.recipe]
+    deviations = _registered(RECIPES, cfg.recipe, "recipe").defaults
     return dataclasses.replace(cfg, **{k: v for k, v in deviations.items() if k not in explicitly_set})
 
 
-def build_loss(name: str, model, cfg: TrainConfig, rows: list[tuple[str, ...]] | None = None):
-    from llmcse.train.losses import HierarchicalTripletLoss, InfoNCELoss
+def loss_name(cfg: TrainConfig) -> str:
+    """``train.loss`` if set, else the recipe's loss."""
+    return cfg.loss or RECIPES.get(cfg.recipe).loss
 
-    reference = masking_reference(model, cfg, rows or [])
-    if name == "info_nce":
-        return InfoNCELoss(model, temperature=cfg.temperature, false_negative_threshold=cfg.false_negative_threshold,
-                           reference_model=reference)
-    return HierarchicalTripletLoss(model, beta=cfg.beta, temperature=cfg.temperature,
-                                   false_negative_threshold=cfg.false_negative_threshold, reference_model=reference)
+
+def build_loss(name: str, model, cfg: TrainConfig, rows: list[tuple[str, ...]] | None = None):
+    """The ``LOSSES`` entry ``name`` built on ``model`` with its settings from ``cfg`` (and, for a loss
+    that masks false negatives, the masking reference over the training ``rows``).
+
+    Raises:
+        UnknownNameError: ``name`` is not registered (the message lists the registered losses).
+    """
+    from llmcse.train.losses import LOSSES
+    from llmcse.utils.registry import load_target
+
+    entry = LOSSES.get(name)
+    settings = {key: getattr(cfg, key) for key in entry.settings}
+    if entry.masking:
+        settings.update(false_negative_threshold=cfg.false_negative_threshold,
+                        reference_model=masking_reference(model, cfg, rows or []))
+    return load_target(entry.target)(model, **settings)
 
 
 def masking_reference(model, cfg: TrainConfig, rows: list[tuple[str, ...]]):
@@ -74,6 +84,23 @@ def dev_evaluator(task: str, data_dir: str | None, max_pairs: int | None = None)
                                         write_csv=False, batch_size=64)
 
 
+def base_dtype(cfg: TrainConfig) -> str | None:
+    """The dtype to load the base in (None: float32). ``auto`` is bfloat16 only for a frozen base under
+    LoRA on a GPU or a CPU with native bf16 (AMX, AVX512-BF16; ``resolve_dtype``'s rule), where it is
+    faster and half the memory; float32 on other CPUs, which emulate bf16 more slowly than float32,
+    and always without LoRA (full fine-tuning keeps float32 master weights)."""
+    if cfg.dtype == "float32" or (cfg.dtype == "auto" and cfg.lora_r <= 0):
+        return None
+    return cfg.dtype
+
+
+def checkpointing_on(cfg: TrainConfig) -> bool:
+    """``gradient_checkpointing``; unset (None) it is on under LoRA: there the frozen base's activations
+    are nearly all of the memory a step needs (the weights' gradients and optimizer state are the
+    adapters' only), and recomputing them gives the same gradients."""
+    return cfg.lora_r > 0 if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
+
+
 def checkpointing_args(args_class, enabled: bool) -> dict:
     """Trainer arguments for activation (gradient) checkpointing, under whichever name this
     transformers has (v5 renamed gradient_checkpointing to activation_checkpointing)."""
@@ -102,13 +129,14 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
+    from transformers import set_seed
 
     from llmcse.embed.models import load_embedder
     from llmcse.train import card, folders
     from llmcse.train.lora import add_lora, merge_lora, merged_full_precision
 
     check_config(cfg)
-    kind, loss_name, _ = RECIPES[cfg.recipe]
+    kind = RECIPES.get(cfg.recipe).data
     folders.check_paths(cfg.out, {"data": cfg.data, "base": cfg.base})
     evaluator = dev_evaluator(cfg.eval_task, data_dir, cfg.eval_max_pairs)  # checks eval_task before any work
     rows = read_rows(cfg.data, kind)
@@ -119,15 +147,18 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     train_dataset = to_dataset(rows, kind)
     if cfg.lora_4bit and cfg.lora_r <= 0:
         raise LlmcseError("lora_4bit (QLoRA) trains LoRA adapters on a 4-bit base: set lora_r too, e.g. lora_r=16")
-    if cfg.dtype != "float32" and cfg.lora_r <= 0:
+    if cfg.dtype not in ("float32", "auto") and cfg.lora_r <= 0:
         # full fine-tuning needs float32 master weights: AdamW updates vanish in bf16 rounding
         raise LlmcseError(f"dtype={cfg.dtype} is for the frozen base under LoRA: set lora_r too, or train in float32")
     provenance = card.data_provenance(cfg.data, len(rows))
     run_state = {"config": dataclasses.asdict(cfg), "data_md5": provenance["md5"]}
     resume_from, cut_short = folders.resume_point(cfg.out, run_state) if cfg.resume else (None, [])
+    # the Trainer seeds only once the model exists: without this, LoRA's random A matrices (and so the
+    # trained model) differ from run to run
+    set_seed(cfg.seed)
     model = load_embedder(cfg.base, pooling=cfg.pooling, device="cpu" if not torch.cuda.is_available() else None,
-                          dtype=None if cfg.dtype == "float32" else cfg.dtype,
-                          max_seq_length=cfg.max_seq_length, quantization="4bit" if cfg.lora_4bit else None)
+                          dtype=base_dtype(cfg), max_seq_length=cfg.max_seq_length,
+                          quantization="4bit" if cfg.lora_4bit else None)
     card.fill_card(model, cfg.base, cfg.recipe, provenance)
     if cfg.lora_r > 0:
         if cfg.lora_4bit:
@@ -158,7 +189,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
         save_total_limit=cfg.keep_checkpoints or None, load_best_model_at_end=True, metric_for_best_model="eval_dev_spearman_cosine",
         greater_is_better=True, logging_steps=cfg.logging_steps or max(1, min(cfg.eval_steps, 50)), report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
-        **checkpointing_args(SentenceTransformerTrainingArguments, cfg.gradient_checkpointing),
+        **checkpointing_args(SentenceTransformerTrainingArguments, checkpointing_on(cfg)),
         **warmup_args(SentenceTransformerTrainingArguments, cfg.warmup_ratio),
         # gathering candidates across processes needs the same batch size on every process
         dataloader_drop_last=processes > 1,
@@ -166,7 +197,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
         # is on CPU; without this each process would silently train alone
         use_cpu=processes > 1 and not torch.cuda.is_available(),
     )
-    loss = build_loss(loss_name, model, cfg, rows)
+    loss = build_loss(loss_name(cfg), model, cfg, rows)
     before = evaluator(model)["dev_spearman_cosine"]
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator,
                                          callbacks=[folders.completion_callback()])
@@ -175,17 +206,23 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     final_evaluator = card.name_dev_evaluation(model, evaluator, cfg.eval_task)
     after = final_evaluator(model)[f"{final_evaluator.name}_spearman_cosine"]
-    if cfg.lora_r > 0 and cfg.lora_export == "merged" and cfg.lora_4bit:
+    # a base trained in 4 bits or in bf16 gets the adapter on a fresh float32 copy: added to bf16 weights,
+    # most of a LoRA update would round away, and the saved folder would need bitsandbytes (QLoRA)
+    trained_in = next(model.transformers_model.parameters()).dtype  # the base's (dtype=auto decided it)
+    low_precision = cfg.lora_4bit or trained_in != torch.float32
+    if cfg.lora_r > 0 and cfg.lora_export == "merged" and low_precision:
         merged = merged_full_precision(model, cfg.base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.max_seq_length)
         merged.model_card_data = model.model_card_data  # the card describes this training, not a fresh load
         merged.model_card_data.register_model(merged)
         model = merged
-        logger.info("merged the adapter into a full-precision copy of %s (QLoRA)", cfg.base)
+        logger.info("merged the adapter into a full-precision copy of %s", cfg.base)
     elif cfg.lora_r > 0 and cfg.lora_export == "merged":
         logger.info("merged %d LoRA layers into the base weights", merge_lora(model))
     config = dataclasses.asdict(cfg)
     keep_all = cfg.keep_checkpoints == 0
     summary = {"recipe": cfg.recipe, "rows": len(rows), "global_batch": global_batch, "steps": trainer.state.global_step,
+               "base_dtype": "4bit" if cfg.lora_4bit else str(trained_in).removeprefix("torch."),
+               "gradient_checkpointing": checkpointing_on(cfg),
                "eval_task": cfg.eval_task, "dev_spearman_before": round(100 * before, 2),
                "dev_spearman_after": round(100 * after, 2),
                "best_checkpoint": trainer.state.best_model_checkpoint,
@@ -209,7 +246,8 @@ RANGES = {"epochs": "positive_float", "batch_size": "positive_int", "gradient_ac
           "logging_steps": "positive_int", "eval_max_pairs": "positive_int", "keep_checkpoints": "non_negative_int",
           "max_examples": "positive_int", "lora_r": "non_negative_int", "lora_alpha": "positive_int",
           "lora_dropout": "unit_interval", "false_negative_threshold": "cosine",
-          "false_negative_reference": ("precomputed", "frozen", "self"), "dtype": ("float32", "bfloat16", "float16"),
+          "false_negative_reference": ("precomputed", "frozen", "self"),
+          "dtype": ("float32", "bfloat16", "float16", "auto"),
           "lora_export": ("merged", "adapter")}
 
 
@@ -218,8 +256,7 @@ def check_config(cfg: TrainConfig) -> None:
     instead of a traceback (or a NaN loss) deep in the Trainer."""
     from llmcse.utils import validate
 
-    if cfg.recipe not in RECIPES:
-        raise LlmcseError(f"train.recipe: unknown recipe {cfg.recipe!r}; one of {', '.join(RECIPES)}")
+    check_recipe_and_loss(cfg)
     for key, rule in RANGES.items():
         value = getattr(cfg, key)
         if value is None:
@@ -235,6 +272,30 @@ def check_config(cfg: TrainConfig) -> None:
                 validate.check(getattr(validate, rule), value, f"train.{key}")
             except ValueError as e:
                 raise LlmcseError(str(e)) from None
+
+
+def check_recipe_and_loss(cfg: TrainConfig) -> None:
+    """Registered recipe and loss names, and a loss that takes the recipe's data (and masks false
+    negatives when a threshold is set), checked before anything loads."""
+    from llmcse.train.losses import LOSSES
+
+    recipe = _registered(RECIPES, cfg.recipe, "recipe")
+    name = loss_name(cfg)
+    entry = _registered(LOSSES, name, "loss")
+    if recipe.data not in entry.kinds:
+        raise LlmcseError(f"train.loss: {name} takes {' or '.join(entry.kinds)} data; recipe {cfg.recipe} gives "
+                          f"{recipe.data} data")
+    if cfg.false_negative_threshold is not None and not entry.masking:
+        raise LlmcseError(f"train.false_negative_threshold={cfg.false_negative_threshold}: loss {name} does not "
+                          "mask false negatives; leave it unset (recipe multicsr sets it)")
+
+
+def _registered(registry, name: str, key: str):
+    """``registry.get(name)``; an unknown name's error (which lists the known ones) says which setting it was."""
+    try:
+        return registry.get(name)
+    except UnknownNameError as e:
+        raise UnknownNameError(f"train.{key}: {e}") from None
 
 
 def cli_config(args) -> tuple[TrainConfig, set[str]]:

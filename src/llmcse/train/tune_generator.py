@@ -10,15 +10,16 @@ generate again), and general enough for any generator (NLI / sts3 rewrites too):
   also learns to stop). A tokenizer without a chat template gets prompt text + completion + EOS.
 * loss on the completion tokens only: prompt tokens are labelled -100.
 * LoRA adapters (peft) on every linear layer, trained with the stock transformers ``Trainer``;
-  checkpoints go to ``<out>/checkpoints`` and a rerun of the same command continues from the
-  last one (``--max-steps`` larger than before continues training).
+  checkpoints (optimizer state included) go to ``<out>.checkpoints/`` beside the model, as
+  ``llmcse train`` keeps them: a rerun of the same command continues from the last one. They are
+  deleted once the merged model is saved, unless ``--keep-checkpoints 0`` keeps them all (then a
+  rerun with a larger ``--max-steps`` trains on).
 * the adapters are merged into the weights at the end and ``<out>`` is a plain transformers
   folder (model + tokenizer + chat template): ``--llm hf:<out>`` loads it, and so would vLLM
   or ``transformers serve``. ``<out>/tune_generator.json`` reports loss per logging step, steps,
   time and tokens.
 
-:func:`expansion_pairs` builds the training pairs from an ``llmcse expand`` run: each kept query
-(or keyword list) with the exact prompt that produced it.
+The training pairs from an ``llmcse expand`` run are built by ``llmcse.synth.self_instruct``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -42,7 +44,7 @@ CONTINUABLE = ("max_steps", "epochs", "logging_steps", "save_steps", "keep_check
 @dataclasses.dataclass
 class TuneConfig:
     data: str  # JSONL (prompt, completion) pairs
-    out: str  # output folder: merged model + tokenizer, checkpoints/, tune_generator.json
+    out: str  # output folder: merged model + tokenizer, tune_generator.json (checkpoints: <out>.checkpoints/)
     base: str = "SmolLM2-135M-Instruct"  # causal LM: folder, hub id, bundled name or .gguf
     epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides epochs
@@ -58,6 +60,8 @@ class TuneConfig:
     dtype: str = "float32"  # the frozen base's dtype; adapters and their optimizer stay float32
     logging_steps: int = 10
     save_steps: int = 100
+    # checkpoints kept in <out>.checkpoints/ while training, deleted when the model is saved; 0 keeps
+    # every one, also afterwards (a later run with a larger max_steps continues from the last)
     keep_checkpoints: int = 2
     device: str | None = None  # None: cuda if available, else cpu
 
@@ -157,11 +161,41 @@ class PadCollator:
 # ------------------------------------------------------------------------------------------ training
 
 
+STAMP = "llmcse_tune_config.json"  # in the checkpoints folder: the settings that made its checkpoints
+LEGACY_CHECKPOINTS = "checkpoints"  # inside <out>, where runs before the <out>.checkpoints layout kept them
+
+
+def checkpoints_dir(out: Path) -> Path:
+    """``<out>.checkpoints``, beside the model folder as ``llmcse train`` keeps them: ``<out>`` holds the
+    merged model only, so serving or copying it never drags optimizer state along."""
+    from llmcse.train.folders import checkpoints_dir as beside
+
+    return beside(out)
+
+
+def _prepare_checkpoints_dir(out: Path) -> Path:
+    """The checkpoints folder, checked to hold only what tune-generator writes (it is deleted at the
+    end); checkpoints an older llmcse kept inside ``<out>`` are moved there, so they still resume."""
+    ckpt_dir = checkpoints_dir(out)
+    legacy = out / LEGACY_CHECKPOINTS
+    if (legacy / STAMP).is_file() and not ckpt_dir.exists():
+        legacy.rename(ckpt_dir)
+        logger.info("moved the checkpoints of an earlier run from %s to %s", legacy, ckpt_dir)
+    if ckpt_dir.exists() and not ckpt_dir.is_dir():
+        raise LlmcseError(f"{ckpt_dir} is a file; tune-generator keeps its checkpoints in a folder there: move it")
+    foreign = sorted(p.name for p in ckpt_dir.iterdir()
+                     if p.name != STAMP and not p.name.startswith("checkpoint-")) if ckpt_dir.is_dir() else []
+    if foreign:
+        raise LlmcseError(f"{ckpt_dir} holds files tune-generator did not write ({', '.join(foreign[:3])}); move them: "
+                          "the folder is where this run keeps its checkpoints, and it is deleted at the end")
+    return ckpt_dir
+
+
 def _resume_point(out: Path, cfg: TuneConfig) -> str | None:
     """The last checkpoint of an earlier run with the same settings, or None for a fresh start.
     Checkpoints of different settings (data, lr, r ...) are refused rather than silently mixed."""
-    ckpt_dir = out / "checkpoints"
-    stamp = ckpt_dir / "llmcse_tune_config.json"
+    ckpt_dir = _prepare_checkpoints_dir(out)
+    stamp = ckpt_dir / STAMP
     key = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in CONTINUABLE + ("out",)}
     key["data_md5"] = _md5(cfg.data)
     checkpoints = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) \
@@ -186,7 +220,7 @@ def _md5(path: str) -> str:
 def _load_base(cfg: TuneConfig, device: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmcse.embed.models import resolve_dtype, resolve_model_path
+    from llmcse.utils.modelspec import resolve_dtype, resolve_model_path
 
     path = resolve_model_path(cfg.base)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -273,8 +307,8 @@ def tune_generator(cfg: TuneConfig, show_progress_bar: bool | None = None) -> di
     from peft import get_peft_model
     from transformers import TrainingArguments
 
-    from llmcse.embed.encode import progress_enabled
     from llmcse.train.run import warmup_args
+    from llmcse.utils.progress import progress_enabled
 
     out = Path(cfg.out)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -297,7 +331,7 @@ def tune_generator(cfg: TuneConfig, show_progress_bar: bool | None = None) -> di
                 len(examples), counts["completion_tokens_per_epoch"], planned, cfg.batch_size * cfg.gradient_accumulation,
                 cfg.lora_r, trainable, f"; resuming from {resume}" if resume else "")
     args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        output_dir=str(checkpoints_dir(out)), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation,
         learning_rate=cfg.lr, seed=cfg.seed, data_seed=cfg.seed, logging_steps=cfg.logging_steps,
         logging_first_step=True, save_strategy="steps", save_steps=cfg.save_steps,
@@ -317,7 +351,11 @@ def tune_generator(cfg: TuneConfig, show_progress_bar: bool | None = None) -> di
     seconds = time.perf_counter() - started
     _save_merged(model, tokenizer, out)
     report = _report(cfg, trainer, result, counts, path, trainable, seconds, steps_before, resume)
+    keep_all = cfg.keep_checkpoints == 0
+    report["checkpoints"] = str(checkpoints_dir(out)) if keep_all else None
     atomic_write_json(out / "tune_generator.json", report)
+    if not keep_all:  # last: until the model and its report are saved, a rerun resumes from them
+        shutil.rmtree(checkpoints_dir(out))
     return report
 
 
@@ -352,100 +390,3 @@ def _report(cfg: TuneConfig, trainer, result, counts: dict, path: str, trainable
 
 
 # --------------------------------------------------------------------------- pairs from an expansion
-
-
-def expansion_pairs(corpus_path: str | Path, expansions_path: str | Path, kept_path: str | Path | None = None, *,
-                    prompts: str | None = None, max_doc_tokens: int | None = None, tokenizer: str | None = None,
-                    queries: bool = True, keywords: bool = True, demos: bool = True) -> tuple[list[dict], dict]:
-    """Self-instruct training pairs from an ``llmcse expand`` run.
-
-    For every document: the prompt that produced its queries (resp. keywords), rebuilt exactly as
-    ``llmcse expand`` built it (same template, document cut to the same number of tokens of the same
-    tokenizer, read from ``<expansions stem>.summary.json`` unless given), paired with each kept
-    query (one pair per query) and with its kept keywords joined by ", " (one pair).
-
-    Args:
-        expansions_path: the raw expansion file (``llmcse expand --out``): checked to come from this template.
-        kept_path: the filtered file (``llmcse filter-expansions --out``) whose queries / keywords are the
-            completions; None uses the raw file's.
-        demos: keep the template's in-context demos in the prompts (as generation had them); without,
-            pairs are ~3x shorter to train on, and round 1 should then expand with a demo-free template.
-
-    Returns:
-        (pairs, report with counts)
-    """
-    from llmcse.data.loaders import load_beir_corpus
-    from llmcse.retrieval.expand import truncate_tokens
-    from llmcse.retrieval.expansion import load_expansions
-    from llmcse.synth.prompts import load_template
-    from llmcse.utils.jsonl import read_jsonl
-
-    expansions_path = Path(expansions_path)
-    if not expansions_path.is_file():
-        raise LlmcseError(f"expansions file not found: {expansions_path}")
-    summary_path = expansions_path.with_name(expansions_path.stem + ".summary.json")
-    generated = json.loads(summary_path.read_text(encoding="utf-8")).get("config", {}) if summary_path.is_file() else {}
-    prompts = prompts or generated.get("prompts", "expand")
-    max_doc_tokens = max_doc_tokens or generated.get("max_doc_tokens", 256)
-    tokenizer_name = tokenizer or generated.get("tokenizer") or _generator_model(generated.get("llm"))
-    template = load_template(prompts)
-    if template.recipe != "expand":
-        raise LlmcseError(f"{template.path}: an expansion template needs recipe = \"expand\", not {template.recipe!r}")
-    raw = read_jsonl(expansions_path)
-    made_by = {(r.get("prompt_id"), r.get("prompt_version")) for r in raw if "prompt_id" in r}
-    if made_by - {(template.id, template.version)}:
-        raise LlmcseError(f"{expansions_path} was generated with template(s) {sorted(made_by)}, not "
-                          f"{template.id} v{template.version} ({template.path}): pass the one it used with --prompts")
-    kept = load_expansions(kept_path) if kept_path else {r["_id"]: r for r in raw}
-    corpus = load_beir_corpus(corpus_path)
-    tok = _tokenizer(tokenizer_name)
-    system = template.system
-    fields = {name: (f if demos else dataclasses.replace(f, demos=())) for name, f in template.fields.items()}
-    pairs, missing = [], 0
-    for record in raw:
-        doc_id = record["_id"]
-        if doc_id not in corpus:
-            missing += 1
-            continue
-        texts = kept.get(doc_id, {"queries": [], "keywords": []})
-        document, _, _ = truncate_tokens(corpus[doc_id].default_text().strip(), tok, max_doc_tokens)
-        if queries:
-            prompt = fields["query"].messages(document, system)
-            pairs += [{"prompt": prompt, "completion": q, "_id": doc_id, "field": "query"} for q in texts["queries"]]
-        if keywords and texts["keywords"]:
-            pairs.append({"prompt": fields["keywords"].messages(document, system),
-                          "completion": ", ".join(texts["keywords"]), "_id": doc_id, "field": "keywords"})
-    report = {"documents": len(raw), "documents_not_in_corpus": missing, "pairs": len(pairs),
-              "query_pairs": sum(1 for p in pairs if p["field"] == "query"),
-              "keyword_pairs": sum(1 for p in pairs if p["field"] == "keywords"),
-              "template": f"{template.id} v{template.version}", "demos": demos, "max_doc_tokens": max_doc_tokens,
-              "tokenizer": tokenizer_name, "expansions": str(expansions_path), "kept": str(kept_path) if kept_path else None}
-    return pairs, report
-
-
-def _generator_model(llm_spec: str | None) -> str:
-    """The tokenizer ``llmcse expand`` truncated with: the hf back end's own, else SmolLM2's."""
-    if llm_spec and llm_spec.startswith("hf:"):
-        return llm_spec[3:]
-    return "SmolLM2-135M-Instruct"
-
-
-def _tokenizer(name: str):
-    from transformers import AutoTokenizer
-
-    from llmcse.embed.models import resolve_model_path
-
-    return AutoTokenizer.from_pretrained(resolve_model_path(name))
-
-
-def write_expansion_pairs(corpus_path, expansions_path, kept_path, out, **options) -> dict:
-    """``expansion_pairs`` into ``out`` (JSONL) and ``<out stem>.report.json``; returns the report."""
-    from llmcse.utils.io import atomic_write_text
-
-    if Path(out).resolve() in {Path(p).resolve() for p in (corpus_path, expansions_path, kept_path) if p}:
-        raise LlmcseError(f"--out {out} is one of the input files: choose another path")
-    pairs, report = expansion_pairs(corpus_path, expansions_path, kept_path, **options)
-    atomic_write_text(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
-    out = Path(out)
-    atomic_write_json(out.with_name(out.stem + ".report.json"), report)
-    return report

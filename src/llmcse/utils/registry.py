@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import logging
 from collections.abc import Iterator
 from typing import Generic, TypeVar
@@ -18,6 +19,16 @@ def did_you_mean(name: str, valid: list[str]) -> str:
     """``" Did you mean 'x'?"`` for the closest valid name, or an empty string."""
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def load_target(target):
+    """``"package.module:name"`` -> that object, importing the module now; anything else is returned
+    as is. Registries name heavy classes by path so that importing a registry stays light (no torch
+    until a loss is built, no transformers until an LLM loads); a plugin may pass the object itself."""
+    if not isinstance(target, str):
+        return target
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class Registry(Generic[T]):

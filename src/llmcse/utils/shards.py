@@ -1,8 +1,11 @@
-"""Fixed shards of a work list, so separate processes (or machines sharing a folder) can each take
-some, a killed one loses at most its current shard, and a rerun does only what is missing.
+"""Fixed shards of a work list, so separate processes (Ray actors, or ``--shard K/N`` processes on
+machines sharing a folder) can each take some, a killed one loses at most its current shard, and a
+rerun does only what is missing. Where each shard runs is ``llmcse.utils.executor``'s business.
 
 A shard is done when its output file exists: outputs are written to a temporary name and
-renamed, so a file is either complete or absent. ``manifest.json`` records what the shards are
+renamed, so a file is either complete or absent. (LLM stages append to their shard file chunk by
+chunk instead, so a killed worker keeps its finished chunks; their shard is done when the file
+holds all its items.) ``manifest.json`` records what the shards are
 for (model, input md5, settings); a rerun with other settings starts the shards afresh instead
 of mixing old and new vectors.
 """
@@ -10,15 +13,14 @@ of mixing old and new vectors.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from llmcse.errors import LlmcseError
 from llmcse.utils.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
+
+PROVENANCE = "provenance.jsonl"  # beside manifest.json: one row per finished shard (node, host, pid, seconds)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -42,6 +44,15 @@ def shard_ranges(n_items: int, shard_size: int) -> list[tuple[int, int]]:
     return [(start, min(start + shard_size, n_items)) for start in range(0, n_items, shard_size)]
 
 
+def auto_shard_size(n_items: int, unit: int = 1, max_units: int = 16, target_shards: int = 64) -> int:
+    """A shard size for ``n_items``: whole ``unit``s (a stage's chunk, so chunk boundaries and seeds are
+    those of a single-process run), about ``target_shards`` shards (work for every actor, small losses on
+    a crash), at most ``max_units`` units each. It depends on the input only, never on the number of
+    actors, so a rerun with more actors keeps the finished shards."""
+    units = -(-max(n_items, 1) // unit)  # ceil
+    return unit * min(max_units, max(1, -(-units // target_shards)))
+
+
 def prepare_manifest(folder: Path, identity: dict, n_items: int, shard_size: int, suffix: str) -> dict:
     """Write (or check) ``folder/manifest.json``; drop shard files made for another identity."""
     import json
@@ -59,6 +70,7 @@ def prepare_manifest(folder: Path, identity: dict, n_items: int, shard_size: int
         logger.info("%s: settings or input changed; discarding %d shard(s) made for the old ones", folder, len(stale))
         for file in stale:
             file.unlink()
+        (folder / PROVENANCE).unlink(missing_ok=True)  # who made the discarded shards
     shard_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, manifest)
     return manifest
@@ -68,43 +80,3 @@ def pending(folder: Path, manifest: dict, shard: tuple[int, int] | None) -> list
     """Shards without an output file, limited to worker K's share (index % N == K) when given."""
     return [s for s in manifest["shards"] if not (folder / s["file"]).exists()
             and (shard is None or s["index"] % shard[1] == shard[0])]
-
-
-def without_option(argv: list[str], option: str) -> list[str]:
-    """``argv`` minus ``option VALUE`` / ``option=VALUE`` (a command relaunched per worker)."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == option:
-            skip = True
-        elif not arg.startswith(option + "="):
-            out.append(arg)
-    return out
-
-
-def spawn_workers(argv: list[str], workers: int, log_dir: Path) -> None:
-    """Run ``llmcse <argv> --shard k/N`` for k < N as parallel processes and wait for all.
-
-    Each worker gets an equal share of the CPU threads (one-thread BLAS pools fighting over the
-    same cores are slower than one process), and its own GPU when there are enough.
-    """
-    import torch
-
-    log_dir.mkdir(parents=True, exist_ok=True)
-    gpus = torch.cuda.device_count()
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = []
-    for k in range(workers):
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        if gpus >= workers:
-            env["CUDA_VISIBLE_DEVICES"] = str(k)
-        log = log_dir / f"worker-{k}-of-{workers}.log"
-        cmd = [sys.executable, "-m", "llmcse.cli", *argv, "--shard", f"{k}/{workers}"]
-        logger.info("worker %d/%d: %s (log %s)", k, workers, " ".join(cmd[2:]), log)
-        with open(log, "w", encoding="utf-8") as f:
-            procs.append((k, log, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)))
-    failed = [(k, log) for k, log, p in procs if p.wait() != 0]
-    if failed:
-        raise LlmcseError("worker(s) failed: " + ", ".join(f"{k} (see {log})" for k, log in failed)
-                          + "; finished shards are kept, rerun to continue")

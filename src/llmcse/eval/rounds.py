@@ -51,7 +51,7 @@ def compare_rounds(result: dict, pairs: dict[str, str]) -> list[dict]:
 
 def rounds_table(comparisons: list[dict]) -> str:
     """Markdown: round 0 vs round 1 report nDCG@10 per row, with the paired CI of the difference."""
-    from llmcse.retrieval.sweep import paired_cell
+    from llmcse.eval.sweep import paired_cell
 
     lines = ["| setting | round 0 | round 1 (report nDCG@10) | round 1 vs round 0: 95% CI, p, better / worse |",
              "|---|---|---|---|"]

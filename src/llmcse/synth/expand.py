@@ -143,7 +143,7 @@ def split_keywords(raw: str, document: str, limit: int, demo_texts=(), instructi
 def _load_tokenizer(cfg: ExpandConfig, llm: LLM):
     from transformers import AutoTokenizer
 
-    from llmcse.embed.models import resolve_model_path
+    from llmcse.utils.modelspec import resolve_model_path
 
     if cfg.tokenizer:
         return AutoTokenizer.from_pretrained(resolve_model_path(cfg.tokenizer))
@@ -198,19 +198,29 @@ def _expand_chunk(llm: LLM, template: PromptTemplate, docs: list[str], cfg: Expa
 
 
 def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: bool | None = None,
-               shard: tuple[int, int] | None = None) -> dict:
+               shard: tuple[int, int] | None = None, *, executor: str | None = None, ray_address: str | None = None,
+               actors: int | None = None) -> dict:
     """Expand every document of the corpus (or its first ``n``) into ``cfg.out``; resumable.
 
     ``shard=(K, N)``: be worker K of N. The documents are cut into shards of ``shard_size``;
     this worker expands shards with index % N == K into ``<out>.shards/shards/NNNNN.jsonl`` (each
     append-only, so a killed worker continues mid-shard). A later run without ``shard`` folds the
     shard files into ``cfg.out`` and expands whatever no worker finished.
+    ``executor="ray"``: ``actors`` Ray actors expand the unfinished shards (``llmcse.synth.scaleout``),
+    then this run folds them as above. ``None`` (all three): the current
+    ``llmcse.utils.executor.using(...)`` scope's settings, else this process.
     """
     from tqdm.auto import tqdm
 
-    from llmcse.embed.encode import progress_enabled
     from llmcse.llm import load_llm, transport_options
+    from llmcse.utils.executor import resolve
+    from llmcse.utils.progress import progress_enabled
 
+    executor, ray_address, actors = resolve(executor, ray_address, actors)
+    if executor == "ray" and shard is not None:
+        from llmcse.errors import LlmcseError
+
+        raise LlmcseError("--shard K/N is for processes started by hand; with --executor ray, Ray shares out the shards")
     template = load_template(cfg.prompts)
     if template.recipe != "expand":
         from llmcse.errors import LlmcseError
@@ -219,6 +229,10 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
     corpus: dict[str, Doc] = load_beir_corpus(cfg.corpus)
     doc_ids = list(corpus)[: cfg.n] if cfg.n else list(corpus)
     shard_dir = Path(cfg.out).with_name(Path(cfg.out).name + ".shards")
+    ray_run = None
+    if executor == "ray":
+        ray_run = _expand_on_ray(cfg, template, corpus, doc_ids, shard_dir, llm, ray_address=ray_address,
+                                 actors=actors, show_progress_bar=show_progress_bar)
     if shard is not None or shard_dir.is_dir():
         from llmcse.utils.shards import prepare_manifest
 
@@ -272,6 +286,8 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
                            "completion_tokens": (llm.stats.completion_tokens - tokens_before) if n_pending else 0,
                            "prefill_tokens": (llm.stats.prefill_tokens - prefill_before) if n_pending else 0,
                            **{k: v for k, v in cost_stamp.items() if k != "process"}}
+    if ray_run:  # the actors' work; this process only folded it
+        summary["this_run"].update(ray_run)
     summary["cost"] = expansion_cost(history.read())
     if shard is None:
         atomic_write_json(Path(cfg.out).with_name(Path(cfg.out).stem + ".summary.json"), summary)
@@ -383,3 +399,74 @@ def summarize_expansions(records: list[dict], cfg: ExpandConfig) -> dict:
             "mean_keywords": round(sum(len(r["keywords"]) for r in records) / n, 3) if n else None,
             "truncated_documents": sum(1 for r in records if r.get("truncated")),
             "rejections_by_reason": dict(rejections), "config": {**asdict(cfg), "llm": redact_spec(cfg.llm)}}
+
+
+# --- --executor ray: the documents in fixed shards, one Ray actor per LLM (llmcse.synth.scaleout) ---------
+
+class ExpandShardWorker:
+    """Expands one shard of documents per call, continuing after the chunks its file already holds
+    (the append-only shard files of ``--shard K/N`` workers: either kind continues the other's)."""
+
+    def __init__(self, cfg: ExpandConfig, source):
+        self.cfg, self.llm = cfg, source()  # the LLM loads here, once per actor
+        self.template = load_template(cfg.prompts)
+        self.tokenizer = _load_tokenizer(cfg, self.llm)
+
+    def __call__(self, task: dict) -> dict:
+        from tqdm.auto import tqdm
+
+        from llmcse.synth.scaleout import open_shard_file
+
+        file = open_shard_file(Path(task["path"]))
+        done = {r["_id"] for r in file.read()}
+        pending = [d for d in task["doc_ids"] if d not in done]
+        if not pending:
+            return {"items": 0}
+        stats = self.llm.stats
+        tokens, prefill, started = stats.completion_tokens, stats.prefill_tokens, time.perf_counter()
+        stamp = {"process": f"{socket.gethostname()}:{os.getpid()}:{dt.datetime.now(dt.timezone.utc).isoformat()}",
+                 "shard": f"ray:{task['index']}", "threads": _threads(), "generator": redact_spec(self.llm.spec)}
+        _expand_into(file, pending, task["start"] // self.cfg.chunk_size + len(done) // self.cfg.chunk_size,
+                     task["docs"], self.llm, self.template, self.tokenizer, self.cfg, tqdm(disable=True), started,
+                     tokens, AppendOnlyJsonl(task["history"]), stamp)
+        return {"items": len(pending), "completion_tokens": stats.completion_tokens - tokens,
+                "prefill_tokens": stats.prefill_tokens - prefill}
+
+
+def _expand_on_ray(cfg: ExpandConfig, template: PromptTemplate, corpus: dict, doc_ids: list[str], folder: Path,
+                   llm: LLM | None, *, ray_address: str | None, actors: int, show_progress_bar: bool | None = None) -> dict:
+    """Expand every shard of ``<out>.shards`` not yet complete on Ray (``run_expand`` then folds them);
+    the ``this_run`` fields of the actors' work."""
+    import functools
+
+    from llmcse.synth.scaleout import llm_source, run_on_ray, shard_rows
+    from llmcse.utils.shards import prepare_manifest
+
+    out = Path(cfg.out)
+    source = llm_source(llm, cfg.llm, cfg.request_timeout, cfg.max_retries, actors)
+    _check_identity(out, template, redact_spec(source.spec), cfg)
+    if cfg.shard_size % cfg.chunk_size:
+        logger.warning("--shard-size %d is not a multiple of --chunk-size %d: chunks at shard edges are split, so "
+                       "with sampling the records differ from a single-process run's (still valid); e.g. --shard-size %d",
+                       cfg.shard_size, cfg.chunk_size, -(-cfg.shard_size // cfg.chunk_size) * cfg.chunk_size)
+    # the same manifest as --shard K/N workers: either kind of worker continues the other's shards
+    manifest = prepare_manifest(folder, {"corpus_md5": file_md5(cfg.corpus), "n": cfg.n}, len(doc_ids),
+                                cfg.shard_size, ".jsonl")
+    in_out = {r["_id"] for r in AppendOnlyJsonl(out).read()} if out.exists() else set()
+    written = shard_rows(folder, manifest)
+    history = out.with_name(out.name + ".runs.jsonl").resolve()
+    tasks = []
+    for s in manifest["shards"]:
+        ids = [d for d in doc_ids[s["start"]:s["end"]] if d not in in_out]
+        have = {r["_id"] for r in written.get(s["index"], [])}
+        if any(d not in have for d in ids):
+            tasks.append({"index": s["index"], "path": str((folder / s["file"]).resolve()), "doc_ids": ids,
+                          "docs": {d: corpus[d] for d in ids}, "start": s["start"], "history": str(history)})
+    logger.info("%d of %d document shards to expand on Ray", len(tasks), len(manifest["shards"]))
+    provenance, stamp = run_on_ray(functools.partial(ExpandShardWorker, cfg, source), tasks, folder, source,
+                                   ray_address, actors, show_progress_bar, "expand shards")
+    documents = sum(r.get("items", 0) for r in provenance)
+    seconds = stamp["wall_seconds"]
+    return {"documents": documents, "seconds": seconds, "docs_per_s": round(documents / seconds, 3) if seconds else None,
+            "completion_tokens": sum(r.get("completion_tokens", 0) for r in provenance),
+            "prefill_tokens": sum(r.get("prefill_tokens", 0) for r in provenance), "shard": None, **stamp}

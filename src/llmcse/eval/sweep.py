@@ -168,12 +168,11 @@ def run_sweep(model: str, task: str, expansion_files: dict[str, str], weightings
     ``multirep``: multi-representation rows (``MultiRepSpec`` texts)."""
     from pathlib import Path
 
-    from llmcse.data.loaders import load_beir
+    from llmcse.data.loaders import load_beir, load_expansions
     from llmcse.data.paths import resolve_data_dir
     from llmcse.data.tasks import TaskCatalog
     from llmcse.embed.encode import CachedEncoder
     from llmcse.embed.models import load_embedder
-    from llmcse.retrieval.expansion import load_expansions
     from llmcse.utils.io import atomic_write_json, atomic_write_text, file_md5
 
     spec = TaskCatalog(resolve_data_dir(data_dir)).get(task)

@@ -1,0 +1,86 @@
+"""The Python API: every stage as a function whose keyword arguments are its config fields.
+
+    import llmcse
+
+    llmcse.generate(seeds="seeds.txt", out="gen.jsonl", llm="fake:", n=8)
+    results = llmcse.evaluate(model="all-MiniLM-L6-v2", tasks="stsb")
+    results["stsb"]  # the main score, x100
+
+Each function runs the same stage code as its ``llmcse`` command (``Stage.execute``: inputs must
+exist, no output overwrites an input, the settings are checked like a recipe's), then returns the
+stage's typed result (``GenerateResult``, ``Results``, ...; ``.summary`` holds the library's full
+report). Bad input raises ``LlmcseError`` with the same one-line message the CLI prints. Keyword
+names, defaults and checks are the command's flags (``llmcse <command> --help``), written with
+underscores; a stage's LLM back end takes ``llm`` (the spec) plus ``batch_size``, ``dtype``,
+``concurrency``, ``request_timeout`` and ``max_retries``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any
+
+from llmcse.pipeline import RunResult, run_recipe
+from llmcse.stages import STAGES
+from llmcse.stages.eval import Results
+
+__all__ = ["embed", "evaluate", "expand", "export_mteb", "filter", "filter_expansions", "generate", "icl_search",
+           "index", "rfd", "run", "search", "self_instruct_pairs", "sweep", "train", "tune_generator", "Results",
+           "RunResult"]
+
+
+def call_stage(name: str, settings: dict[str, Any]):
+    """Build the stage's config from keyword arguments (type- and range-checked) and execute it."""
+    stage = STAGES.get(name)
+    config = stage.make_config(settings, explicit=set(settings))
+    return stage.execute(config)
+
+
+def _stage_function(name: str, function_name: str):
+    """``llmcse.<function_name>(**settings)`` for a stage, its signature and docstring from the config."""
+    from llmcse.stages.flags import field_help
+
+    stage = STAGES.get(name)
+
+    def function(**settings):
+        return call_stage(name, settings)
+
+    function.__name__ = function.__qualname__ = function_name
+    function.__module__ = __name__
+    defaults, hints = stage.defaults(), stage.field_types()
+    function.__signature__ = inspect.Signature([
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
+                          default=inspect.Parameter.empty if defaults[f.name] is dataclasses.MISSING else defaults[f.name])
+        for f in stage.fields()], return_annotation=inspect.signature(stage.run).return_annotation)
+    fields = "\n".join(f"    {f.name}: {field_help(stage, f)}".rstrip() for f in stage.fields())
+    function.__doc__ = f"{stage.help[0].upper()}{stage.help[1:]} (``llmcse {name}``).\n\nKeyword arguments:\n{fields}\n"
+    return function
+
+
+generate = _stage_function("generate", "generate")
+filter = _stage_function("filter", "filter")  # noqa: A001 - the stage's name; builtins.filter stays reachable
+train = _stage_function("train", "train")
+evaluate = _stage_function("eval", "evaluate")
+expand = _stage_function("expand", "expand")
+filter_expansions = _stage_function("filter-expansions", "filter_expansions")
+self_instruct_pairs = _stage_function("self-instruct-pairs", "self_instruct_pairs")
+tune_generator = _stage_function("tune-generator", "tune_generator")
+sweep = _stage_function("sweep-expansions", "sweep")
+index = _stage_function("index", "index")
+embed = _stage_function("embed", "embed")
+search = _stage_function("search", "search")
+rfd = _stage_function("rfd", "rfd")
+icl_search = _stage_function("icl-search", "icl_search")
+export_mteb = _stage_function("export-mteb", "export_mteb")
+
+
+def run(recipe: str | Path, out: str | Path | None = None, set: list[str] | tuple[str, ...] = (),  # noqa: A002
+        data_dir: str | None = None, dry_run: bool = False) -> RunResult:
+    """``llmcse run``: a recipe in one resumable run folder (default ``runs/<[run] name>``).
+
+    ``set``: ``section.key=value`` overrides, as ``llmcse run --set``. Returns the plan (step, run | resume |
+    skip, why), each step's result, the report paths and the before/after (or sweep) table.
+    """
+    return run_recipe(recipe, out=out, overrides=list(set), data_dir=data_dir, dry_run=dry_run)
