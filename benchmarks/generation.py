@@ -439,7 +439,9 @@ def write_results(args, rows: dict, skipped: dict, env: dict) -> None:
               f"(load average {env['load_avg_start'][0]:.1f} at the start, {env['load_avg_end'][0]:.1f} at the end on "
               f"{env['cores']} cores); the prompts ran in {-(-args.prompts // args.batch_size)} rounds and every round ran "
               "every path in alternating order, so the ratios between rows are what counts. Tokens are counted alike "
-              "for every path (the output text re-tokenized). Peak RSS: the benchmark process while the path ran "
+              "for every path (the output text re-tokenized). (c) is one `generate_batch` call per round (its paged "
+              "cache is set up per call); the servers of (e) and (f) were started and warmed up before any timing. "
+              "Peak RSS: the benchmark process while the path ran "
               "(all in-process paths share one copy of the weights, so this is not the path's own footprint) or, "
               "for HTTP paths, the server process's peak (VmHWM). Exact match: share of this path's outputs equal to "
               "(b)'s text for the same prompt (greedy; batch shapes change float sums, so a few may differ).",

@@ -90,7 +90,8 @@ class HFGenerator:
         row's last prompt token, as its first decoding step.
 
         llmcse had its own decode loop here (own sampler, finished rows leaving the batch); timed
-        side by side it was no faster than this (benchmarks/results/generation.md), so it went."""
+        against this it was at most 1.12x faster (benchmarks/results/generation.md), too little to
+        keep a sampler of our own, so it went."""
         torch = self._torch
         distinct = list(dict.fromkeys(tuple(r) for r in rows))
         input_ids, mask = self._pad([list(r) for r in distinct], n_shared)  # (distinct, width) each
