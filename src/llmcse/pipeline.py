@@ -312,7 +312,12 @@ def _settings(cfg, step: Step) -> dict[str, Any]:
     always = [k for k in always if k not in ADDED_SINCE_STAMPS.get(step.name, ())]
     defaults = STAGES.get(step.stage).defaults()
     wired = set() if isinstance(step.hashed, type) else set(WIRED.get(STAGES.get(step.stage).section_name(), ()))
-    values = {k: v for k, v in dataclasses.asdict(cfg).items()
+    settings = dataclasses.asdict(cfg)
+    if step.stage == "train":  # defaults changed since old stamps: hashed as they were where the result is the same
+        from llmcse.train.run import stamped_settings
+
+        settings.update(stamped_settings(cfg))
+    values = {k: v for k, v in settings.items()
               if k not in NOT_HASHED and k not in wired and (k in always or v != defaults.get(k))}
     if step.name == "sweep" and not values.get("multirep"):  # a run from before multirep rows keeps its stamp's hash
         values.pop("multirep", None)

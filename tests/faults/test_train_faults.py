@@ -213,7 +213,7 @@ SET_ERRORS = [
     ("temperature=0", "train.temperature: must be > 0, got 0"),
     ("resume=maybe", "train.resume: expected true or false, got 'maybe'"),
     ("false_negative_threshold=2", "train.false_negative_threshold: a cosine in [-1, 1], got 2.0"),
-    ("dtype=int8", "train.dtype: one of float32, bfloat16, float16, got 'int8'"),
+    ("dtype=int8", "train.dtype: one of float32, bfloat16, float16, auto, got 'int8'"),
     ("lora_export=both", "train.lora_export: one of merged, adapter, got 'both'"),
 ]
 

@@ -94,6 +94,30 @@ def base_dtype(cfg: TrainConfig) -> str | None:
     return cfg.dtype
 
 
+def stamped_settings(cfg: TrainConfig) -> dict:
+    """The two settings whose defaults changed after run folders were stamped, as the old code
+    would have stamped them where they give the old result: ``dtype=auto`` that resolves to float32
+    here is float32 (the old default), and unset ``gradient_checkpointing`` is False (checkpointing
+    recomputes the same activations, so the same gradients). A run folder made before keeps its stamp;
+    on a machine where auto means bfloat16 the stamp changes, and the step runs again, as it should."""
+    dtype = cfg.dtype
+    if dtype == "auto":
+        fast = False
+        if cfg.lora_r > 0:
+            from llmcse.utils.modelspec import cpu_has_fast_bf16
+
+            fast = cpu_has_fast_bf16() or _cuda()
+        dtype = "auto" if fast else "float32"
+    checkpointing = False if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
+    return {"dtype": dtype, "gradient_checkpointing": checkpointing}
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def checkpointing_on(cfg: TrainConfig) -> bool:
     """``gradient_checkpointing``; unset (None) it is on under LoRA: there the frozen base's activations
     are nearly all of the memory a step needs (the weights' gradients and optimizer state are the
@@ -134,6 +158,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     from llmcse.embed.models import load_embedder
     from llmcse.train import card, folders
     from llmcse.train.lora import add_lora, merge_lora, merged_full_precision
+    from llmcse.train.memory import heap_trimming
 
     check_config(cfg)
     kind = RECIPES.get(cfg.recipe).data
@@ -200,7 +225,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None = None) -> dict:
     loss = build_loss(loss_name(cfg), model, cfg, rows)
     before = evaluator(model)["dev_spearman_cosine"]
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator,
-                                         callbacks=[folders.completion_callback()])
+                                         callbacks=[folders.completion_callback(), heap_trimming(model)])
     if resume_from:
         logger.info("resuming from %s", resume_from)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
