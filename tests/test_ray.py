@@ -103,6 +103,38 @@ def test_ray_options_without_ray_installed_are_one_line_naming_the_extra(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["C", "S"]  # nothing written
 
 
+@pytest.mark.parametrize("run_table, message", [
+    ('executor = "spark"', "r.toml: [run] unknown executor 'spark'; choose one of ['local', 'ray']"),
+    ("actors = 3", 'r.toml: [run] actors works with executor = "ray"'),
+    ("actors = 0", "r.toml: [run] actors must be an integer >= 1, got 0"),
+])
+def test_bad_run_executor_settings_are_one_line_naming_the_recipe(run_table, message, tmp_path, capsys):
+    from llmcse.cli import main
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(RAY_RECIPE.format(run=run_table + "\n", seeds=tmp_path / "s.txt"), encoding="utf-8")
+    assert main(["-q", "run", str(recipe), "--out", str(tmp_path / "o"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    # the flags are the same settings: --executor ray with Ray's settings passes the plan
+    assert main(["-q", "run", str(recipe), "--out", str(tmp_path / "o"), "--dry-run", "--set", 'run.executor=local',
+                 "--set", "run.actors=1", "--executor", "ray", "--actors", "2"]) == 0
+
+
+@needs_ray
+def test_under_ray_the_driver_leaves_loading_an_hf_model_to_the_actors():
+    """[generate.llm] batch_size = 8 makes the stage build its back end; under Ray only the actors load it."""
+    from llmcse.stages.base import load_backend
+    from llmcse.stages.generate import GenerateStageConfig
+    from llmcse.synth.scaleout import LLMSource, llm_source
+
+    cfg = GenerateStageConfig(seeds="s.txt", out="o.jsonl", llm="hf:SmolLM2-135M-Instruct", batch_size=8)
+    with executor.using("ray", actors=2):
+        deferred = load_backend(cfg)
+    assert isinstance(deferred, LLMSource) and deferred.options == {"batch_size": 8, "dtype": "auto"}
+    assert llm_source(deferred, cfg.llm, 60.0, 2, actors=2) is deferred and deferred.uses_gpu
+
+
 def test_ray_settings_without_the_ray_executor_are_refused():
     with pytest.raises(LlmcseError, match="--actors works with --executor ray"):
         executor.check_executor("local", actors=3)
@@ -262,6 +294,47 @@ def test_generate_and_filter_on_ray_write_what_one_process_writes_and_resume_fro
     assert done and report_two["dropped_by_reason"] == report["dropped_by_reason"]
     assert records(scores_path(kept_two)) == records(scores_path(kept_one))
     assert records(kept_two) == records(kept_one) and records(dropped_path(kept_two)) == records(dropped_path(kept_one))
+
+
+RAY_RECIPE = """[run]
+name = "ray-run"
+stages = ["generate", "filter"]
+{run}
+[generate]
+recipe = "nli"
+llm = "fake:"
+seeds = "{seeds}"
+chunk_size = 2
+
+[filter]
+llm = "fake:"
+chunk_size = 2
+"""
+
+
+@needs_ray
+def test_a_recipe_run_on_ray_writes_what_the_local_run_writes_and_may_resume_locally(ray_env, tmp_path):
+    """[run] executor = "ray" (or `llmcse run --executor ray`): generate and filter run as Ray actors; the
+    run folder's files are the local run's, the shards are the steps' own (their stamps list them), and the
+    executor is not part of a stamp: the same run folder plans as done under the local executor."""
+    from llmcse.api import run
+
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("\n".join(SEEDS) + "\n", encoding="utf-8")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(RAY_RECIPE.format(run='executor = "ray"\nactors = 2\n', seeds=seeds), encoding="utf-8")
+    local = run(recipe, out=tmp_path / "local", executor="local")  # the keyword overrides the recipe's [run]
+    done, on_ray = run_bounded(lambda: run(recipe, out=tmp_path / "ray"), 600)
+    assert done and [a for _, a, _ in on_ray.plan] == ["run", "run"]
+    for name in ("generated.jsonl", "kept.jsonl", "kept.dropped.jsonl", "kept.scores.jsonl"):
+        assert records(on_ray.run_dir / name) == records(local.run_dir / name), name
+    assert not (local.run_dir / "generated.jsonl.shards").exists()
+    for step, shards in (("generate", "generated.jsonl.shards"), ("filter", "kept.jsonl.shards")):
+        assert (on_ray.run_dir / shards / "manifest.json").is_file()
+        stamp = json.loads((on_ray.run_dir / ".stages" / f"{step}.json").read_text(encoding="utf-8"))
+        assert shards in stamp["outputs"], stamp
+    again = run(recipe, out=tmp_path / "ray", executor="local", dry_run=True)
+    assert [a for _, a, _ in again.plan] == ["skip", "skip"]
 
 
 @needs_ray

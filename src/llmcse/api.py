@@ -22,7 +22,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from llmcse.pipeline import RunResult, run_recipe
+from llmcse.pipeline import RunResult, executor_overrides, run_recipe
 from llmcse.stages import STAGES
 from llmcse.stages.eval import Results
 
@@ -31,11 +31,22 @@ __all__ = ["embed", "evaluate", "expand", "export_mteb", "filter", "filter_expan
            "RunResult"]
 
 
+EXECUTOR_KEYWORDS = ("executor", "ray_address", "actors")  # the sharded stages' --executor, --ray-address, --actors
+
+
 def call_stage(name: str, settings: dict[str, Any]):
-    """Build the stage's config from keyword arguments (type- and range-checked) and execute it."""
+    """Build the stage's config from keyword arguments (type- and range-checked) and execute it; a
+    sharded stage's ``executor``/``ray_address``/``actors`` keywords scope it as the CLI flags do."""
+    from llmcse.utils.executor import using
+
     stage = STAGES.get(name)
+    scale = {k: settings.pop(k) for k in EXECUTOR_KEYWORDS if k in settings}
     config = stage.make_config(settings, explicit=set(settings))
-    return stage.execute(config)
+    if not scale:
+        return stage.execute(config)
+    with using(scale.get("executor", "local"), scale.get("ray_address"), scale.get("actors", 1),
+               origin="executor='ray'"):
+        return stage.execute(config)
 
 
 def _stage_function(name: str, function_name: str):
@@ -50,11 +61,20 @@ def _stage_function(name: str, function_name: str):
     function.__name__ = function.__qualname__ = function_name
     function.__module__ = __name__
     defaults, hints = stage.defaults(), stage.field_types()
-    function.__signature__ = inspect.Signature([
-        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
-                          default=inspect.Parameter.empty if defaults[f.name] is dataclasses.MISSING else defaults[f.name])
-        for f in stage.fields()], return_annotation=inspect.signature(stage.run).return_annotation)
+    parameters = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
+                                    default=inspect.Parameter.empty if defaults[f.name] is dataclasses.MISSING
+                                    else defaults[f.name]) for f in stage.fields()]
     fields = "\n".join(f"    {f.name}: {field_help(stage, f)}".rstrip() for f in stage.fields())
+    if stage.executor:
+        parameters += [inspect.Parameter("executor", inspect.Parameter.KEYWORD_ONLY, annotation=str, default="local"),
+                       inspect.Parameter("ray_address", inspect.Parameter.KEYWORD_ONLY, annotation="str | None",
+                                         default=None),
+                       inspect.Parameter("actors", inspect.Parameter.KEYWORD_ONLY, annotation=int, default=1)]
+        fields += ("\n    executor: local (this process) or ray (a pool of Ray actors, each loading the model once)"
+                   "\n    ray_address: with executor='ray': auto, host:port or ray://host:10001 (None: $RAY_ADDRESS, "
+                   "else a new local Ray)\n    actors: with executor='ray': actors in the pool")
+    function.__signature__ = inspect.Signature(parameters,
+                                               return_annotation=inspect.signature(stage.run).return_annotation)
     function.__doc__ = f"{stage.help[0].upper()}{stage.help[1:]} (``llmcse {name}``).\n\nKeyword arguments:\n{fields}\n"
     return function
 
@@ -77,10 +97,12 @@ export_mteb = _stage_function("export-mteb", "export_mteb")
 
 
 def run(recipe: str | Path, out: str | Path | None = None, set: list[str] | tuple[str, ...] = (),  # noqa: A002
-        data_dir: str | None = None, dry_run: bool = False) -> RunResult:
+        data_dir: str | None = None, dry_run: bool = False, executor: str | None = None, actors: int | None = None,
+        ray_address: str | None = None) -> RunResult:
     """``llmcse run``: a recipe in one resumable run folder (default ``runs/<[run] name>``).
 
     ``set``: ``section.key=value`` overrides, as ``llmcse run --set``. Returns the plan (step, run | resume |
     skip, why), each step's result, the report paths and the before/after (or sweep) table.
     """
-    return run_recipe(recipe, out=out, overrides=list(set), data_dir=data_dir, dry_run=dry_run)
+    overrides = [*set, *executor_overrides(executor, actors, ray_address)]  # recipe's [run] values, overridden
+    return run_recipe(recipe, out=out, overrides=overrides, data_dir=data_dir, dry_run=dry_run)

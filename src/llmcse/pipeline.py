@@ -71,6 +71,12 @@ class RunSection:
     name: str = "run"
     data_dir: str | None = None  # None: --data-dir / $LLMCSE_DATA / ../shared/data
     stages: list[str] | None = None  # None: decided by the recipe's sections (module docstring)
+    # where the sharded stages (generate, filter, expand) run: "local" (this process) or "ray" (a pool of
+    # `actors` Ray actors, at `ray_address`: auto, host:port, ray://...; None: $RAY_ADDRESS or a new local
+    # Ray). Not hashed: the outputs are the single process's, so a run may switch executors and resume.
+    executor: str = "local"
+    ray_address: str | None = None
+    actors: int = 1
 
 
 @dataclass(frozen=True)
@@ -100,9 +106,10 @@ _EVAL_HASHED = ("tasks", "batch_size", "dtype", "transfer_max_examples")
 _FILTER_EXPANSIONS_HASHED = ("model", "top_k", "batch_size", "dtype", "keyword_check")
 STEPS = {s.name: s for s in (
     Step("generate", "generate", {"out": "generated.jsonl"}, side_outputs=(".rejected.jsonl", ".summary.json",
-                                                                           ".identity.json"), hashed=GenerateConfig),
+                                                                           ".identity.json", "+.shards"),
+         hashed=GenerateConfig),
     Step("filter", "filter", {"input": "generated.jsonl", "out": "kept.jsonl"},
-         side_outputs=(".dropped.jsonl", ".scores.jsonl", ".report.json"), hashed=FilterConfig),
+         side_outputs=(".dropped.jsonl", ".scores.jsonl", ".report.json", "+.shards"), hashed=FilterConfig),
     # model.checkpoints/, model.previous/ (train/folders.py)
     Step("train", "train", {"out": "model"}, side_outputs=("+.checkpoints", "+.previous"), hashed=TrainConfig),
     Step("eval", "eval", {"output_dir": "eval"}, outputs=("eval/before_after.md",), side_outputs=("/",),
@@ -167,7 +174,26 @@ def load_pipeline(recipe: str | Path, overrides: list[str] = ()) -> tuple[dict[s
     config["run"] = dataclasses.replace(config["run"], stages=selected_stages(config["run"].stages, _sections(recipe)))
     check_values(config, VALUE_RULES, sources)
     check_run_name(config["run"].name, sources.get("run.name", ""))
+    config["run"] = _check_executor(config["run"], recipe, sources)
     return config, keys
+
+
+def _check_executor(run: RunSection, recipe: str | Path, sources: dict[str, str]) -> RunSection:
+    """[run] executor / actors / ray_address: a bad value is one line naming the recipe (Ray itself is
+    checked when a sharded stage starts, so a recipe without one runs without Ray). ``--executor local``
+    (an override) over a recipe made for Ray drops the recipe's Ray settings instead of refusing them."""
+    from llmcse.utils.executor import check_executor
+
+    if run.executor == "local" and sources.get("run.executor") == "--set ":
+        run = dataclasses.replace(run, **{k: v for k, v in (("actors", 1), ("ray_address", None))
+                                          if sources.get(f"run.{k}") != "--set "})
+    try:
+        check_executor(run.executor, run.actors, run.ray_address, need_ray=False)
+    except LlmcseError as e:
+        message = str(e).replace("--actors", "actors").replace("--ray-address", "ray_address").replace(
+            "--executor ray", 'executor = "ray"').replace("the local executor", 'executor = "local"')
+        raise LlmcseError(f"{Path(recipe).name}: [run] {message}") from None
+    return run
 
 
 def _sections(recipe: str | Path) -> set[str]:
@@ -486,17 +512,22 @@ def run_pipeline(recipe: str | Path, run_dir: str | Path, overrides: list[str] =
                                                 "config": saved,
                                                 "config_hash": config_hash(resolved)})
     results = {}
-    for job, action, why in planned:
-        if action == "skip":
-            logger.info("stage %s: skipped (%s)", job.name, why)
-            continue
-        logger.info("stage %s: %s (%s)", job.name, action, why)
-        if action == "run":
-            _clean(job, run_dir)
-        current = stage_hash(job)  # inputs exist now: the previous stage has run
-        _record(run_dir, job, current, finished=False)
-        results[job.name] = job.run(action == "resume")
-        _record(run_dir, job, current, finished=True)
+    from llmcse.utils.executor import using
+
+    run = config["run"]
+    # the sharded stages take their executor from this scope (utils/executor.resolve); the others ignore it
+    with using(run.executor, run.ray_address, run.actors, origin='[run] executor = "ray"'):
+        for job, action, why in planned:
+            if action == "skip":
+                logger.info("stage %s: skipped (%s)", job.name, why)
+                continue
+            logger.info("stage %s: %s (%s)", job.name, action, why)
+            if action == "run":
+                _clean(job, run_dir)
+            current = stage_hash(job)  # inputs exist now: the previous stage has run
+            _record(run_dir, job, current, finished=False)
+            results[job.name] = job.run(action == "resume")
+            _record(run_dir, job, current, finished=True)
     from llmcse.eval.report import build_report
 
     report_md, report_html = build_report(run_dir, [s.report for _, s in STAGES.items() if s.report])
@@ -547,8 +578,17 @@ def evaluate_before_after(base: str, trained: str, cfg) -> dict:
 
 
 # ------------------------------------------------------------------------------------- llmcse run
+def executor_overrides(executor: str | None = None, actors: int | None = None,
+                       ray_address: str | None = None) -> list[str]:
+    """``--executor``/``--actors``/``--ray-address`` of ``llmcse run`` (and the API's keywords) as
+    ``run.*`` overrides: one way in, checked like the recipe's own [run] values."""
+    given = {"executor": executor, "actors": actors, "ray_address": ray_address}
+    return [f"run.{key}={value}" for key, value in given.items() if value is not None]
+
+
 def cmd_run(args) -> int:
-    result = run_recipe(args.recipe, out=args.out, overrides=args.set or [], data_dir=args.data_dir,
+    overrides = [*(args.set or []), *executor_overrides(args.executor, args.actors, args.ray_address)]
+    result = run_recipe(args.recipe, out=args.out, overrides=overrides, data_dir=args.data_dir,
                         dry_run=args.dry_run)
     width = max(len(name) for name, _, _ in result.plan)
     print(f"run folder: {result.run_dir}")
@@ -577,6 +617,15 @@ def add_run(sub):
     ru.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value (repeatable)")
     ru.add_argument("--dry-run", action="store_true", help="show the plan: stages to run, resume or skip, and why")
     ru.add_argument("--data-dir", help="benchmark data folder (default: [run] data_dir, $LLMCSE_DATA, else ../shared/data)")
+    from llmcse.utils.validate import positive_int
+
+    scale = ru.add_argument_group("scale-out on Ray (pip install \"llmcse[ray]\"): overrides [run] executor, actors, "
+                                  "ray_address")
+    scale.add_argument("--executor", choices=("local", "ray"), help="where generate, filter and expand run: this "
+                       "process (local, the default) or a pool of Ray actors; train and eval run here either way")
+    scale.add_argument("--actors", type=positive_int, help="with --executor ray: actors in the pool")
+    scale.add_argument("--ray-address", metavar="ADDRESS", help="with --executor ray: auto, host:port or "
+                       "ray://host:10001 (default: $RAY_ADDRESS, else a new Ray instance on this machine)")
     ru.set_defaults(func=cmd_run)
     return ru
 

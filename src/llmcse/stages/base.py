@@ -69,6 +69,12 @@ def load_backend(cfg) -> Any:
     from llmcse.llm import load_llm
 
     if cfg.llm.startswith("hf:"):
+        from llmcse.utils.executor import resolve
+
+        if resolve()[0] == "ray":  # each Ray actor loads the model; the driver only says how
+            from llmcse.synth.scaleout import LLMSource
+
+            return LLMSource(cfg.llm, {"batch_size": cfg.batch_size, "dtype": cfg.dtype})
         return load_llm(cfg.llm, batch_size=cfg.batch_size, dtype=cfg.dtype)
     if cfg.llm.startswith("openai:"):
         return load_llm(cfg.llm, concurrency=cfg.concurrency, timeout=cfg.request_timeout, max_retries=cfg.max_retries)

@@ -256,6 +256,10 @@ def run_expand(cfg: ExpandConfig, llm: LLM | None = None, show_progress_bar: boo
     logger.info("%d documents (%d to expand%s); template %s v%d", len(doc_ids), n_pending,
                 f", worker {shard[0]} of {shard[1]}" if shard else "", template.id, template.version)
     if n_pending:
+        from llmcse.synth.scaleout import LLMSource
+
+        if isinstance(llm, LLMSource):  # loading was left to Ray actors; what they left is done here
+            llm = llm()
         llm = llm or load_llm(cfg.llm, **transport_options(cfg.llm, cfg.request_timeout, cfg.max_retries))
     if n_pending:
         _check_identity(Path(cfg.out), template, redact_spec(llm.spec), cfg)

@@ -53,6 +53,8 @@ def llm_source(llm: LLM | None, spec: str, request_timeout: float, max_retries: 
     from llmcse.llm.base import GenerationStats
     from llmcse.utils.executor import split_concurrency
 
+    if isinstance(llm, LLMSource):  # the stage deferred loading to the actors (stages.base.load_backend)
+        return llm
     if llm is None:
         options = transport_options(spec, request_timeout, max_retries)
         if spec.startswith("openai:"):
