@@ -139,27 +139,11 @@ def build_table() -> dict:
     return compact
 
 
-README = Path(__file__).parent.parent / "README.md"
-START, END = "<!-- baselines:start -->", "<!-- baselines:end -->"
+def update_readme() -> None:
+    """The README's results table (and docs/) are rendered from baselines.json by ``llmcse.docs``."""
+    from llmcse.docs import write_docs
 
-
-def update_readme(compact: dict) -> None:
-    """Replace the table between the README's baseline markers with the current numbers."""
-    lines = [START, "", "| model | STS avg (7) | STS-B test | transfer avg (7) | ArguAna nDCG@10 |", "|---|---|---|---|---|"]
-    for row, c in compact.items():
-        lexical = row.startswith("BM25")  # retrieval only: the other columns do not apply
-        fmt_or_pending = lambda v: fmt(v) if v is not None else ("n/a" if lexical else "pending")  # noqa: E731
-        arguana = (c.get("arguana") or {}).get("ndcg_at_10")
-        lines.append(f"| {row} | {fmt_or_pending(c['averages'].get('sts'))} | {fmt_or_pending(c['tasks'].get('stsb'))} | "
-                     f"{fmt_or_pending(c['averages'].get('transfer'))} | {fmt_or_pending(arguana)} |")
-    lines += ["", END]
-    text = README.read_text()
-    if START in text:
-        head, rest = text.split(START, 1)
-        text = head + "\n".join(lines) + rest.split(END, 1)[1]
-    else:
-        text = text.replace("BASELINES_TABLE", "\n".join(lines))
-    README.write_text(text)
+    write_docs()
 
 
 def main() -> None:
@@ -170,7 +154,8 @@ def main() -> None:
     args = parser.parse_args()
     if not args.table:
         run_missing(args.rows, args.force)
-    update_readme(build_table())
+    build_table()
+    update_readme()
     print(f"wrote {RESULTS / 'baselines.md'}, {RESULTS / 'baselines.json'} and the README table")
 
 
