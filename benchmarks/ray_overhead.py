@@ -12,8 +12,8 @@ Each mode is the library call a command makes (``run_expand`` / ``embed_texts``)
 output, timed end to end: a Ray job's time includes starting its actors and loading one model per
 actor; starting Ray itself (once per process) is timed apart. ``work`` is the sum of the shards'
 own seconds (the actors' compute). Every process gets one thread (``OMP_NUM_THREADS=1``), so two
-actors use two cores where one process uses one. The machine is shared: the load averages before
-and after each mode are recorded, and other jobs were running (see the notes in the .md).
+actors use two cores where one process uses one. The load averages before and after each mode are
+recorded: a row is comparable with the others only when nothing else ran.
 
 Writes ``benchmarks/results/ray_overhead.json`` and ``ray_overhead.md``; ``--stages`` reruns one
 stage and keeps the other's rows from the JSON (each row says when it ran).
@@ -112,7 +112,7 @@ def write(args, rows: list[dict], ray_start: float, env: dict) -> None:
     (RESULTS / "ray_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
     single = {r["stage"]: r for r in rows if r["mode"] == "single"}
     lines = ["# Ray overhead on one CPU machine (issue 25)", "",
-             f"{env['cpu']}, {env['cores']} cores shared with other jobs, one thread per process "
+             f"{env['cpu']}, {env['cores']} cores (the load averages say what else ran), one thread per process "
              f"(OMP_NUM_THREADS=1), Ray {env['ray']}. Starting Ray on this machine (once per process, not in "
              f"the rows): {ray_start:.1f} s.", "",
              "| stage | mode | ran | docs | seconds | ms/doc | vs single | shard work s | load avg (1 min) before→after | "
@@ -124,7 +124,8 @@ def write(args, rows: list[dict], ray_start: float, env: dict) -> None:
                      f"{r['ms_per_doc']} | "
                      f"{r['seconds'] / single[r['stage']]['seconds']:.2f}x | {r['work_seconds'] or '-'} | "
                      f"{r['load_avg'][0]}→{r['load_avg'][1]} | {same} |")
-    lines += ["", f"Command: `{result['command']}` (with OMP_NUM_THREADS=1)."]
+    lines += ["", f"Command: `{result['command']}` (with OMP_NUM_THREADS=1). How to read it, and what a "
+              "million documents need: [ray_overhead_notes.md](ray_overhead_notes.md)."]
     (RESULTS / "ray_overhead.md").write_text("\n".join(lines) + "\n")
 
 
