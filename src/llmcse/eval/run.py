@@ -16,8 +16,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from llmcse.data.paths import resolve_data_dir
 from llmcse.data.tasks import GROUPS, TASK_KINDS, TaskCatalog, TaskSpec
 from llmcse.errors import LlmcseError
@@ -87,6 +85,8 @@ def compute_averages(tasks: dict[str, dict]) -> dict[str, float]:
         # a member that another data folder also holds is keyed by its qualified name (sts/sts12)
         keys = [m if m in tasks else f"{group}/{m}" for m in members]
         if all(k in tasks for k in keys):
+            import numpy as np  # here, not at import: `llmcse --help` loads this module
+
             averages[group] = float(np.mean([tasks[k]["main_score"] for k in keys]))
     return averages
 

@@ -35,7 +35,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from llmcse.errors import DataFormatError, LlmcseError
@@ -192,6 +191,8 @@ def resolve_thresholds(cfg: FilterConfig, scores: list[dict]) -> tuple[float, fl
     neg = [s["negative"] for s in scores if s.get("negative") is not None]
     if not pos or not neg:
         return cfg.t_pos, cfg.t_neg
+    import numpy as np  # lazily: `llmcse --help` imports this module
+
     return float(np.quantile(pos, cfg.quantile)), float(np.quantile(neg, 1.0 - cfg.quantile))
 
 
@@ -336,6 +337,8 @@ def filter_report(kept: list[dict], dropped: list[dict], cfg: FilterConfig, out:
     for f in ("positive", "intermediate", "negative"):
         vals = [s[f] for s in scored if s.get(f) is not None]
         if vals:
+            import numpy as np  # lazily: `llmcse --help` imports this module
+
             score_stats[f] = {"mean": round(float(np.mean(vals)), 3),
                               "quantiles_10_50_90": [round(float(q), 3) for q in np.quantile(vals, [0.1, 0.5, 0.9])]}
     methods = sorted({r["filter"].get("scoring_method") or "unknown" for r in kept + dropped
