@@ -617,15 +617,9 @@ def add_run(sub):
     ru.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value (repeatable)")
     ru.add_argument("--dry-run", action="store_true", help="show the plan: stages to run, resume or skip, and why")
     ru.add_argument("--data-dir", help="benchmark data folder (default: [run] data_dir, $LLMCSE_DATA, else ../shared/data)")
-    from llmcse.utils.validate import positive_int
+    from llmcse.utils.executor import add_executor_options
 
-    scale = ru.add_argument_group("scale-out on Ray (pip install \"llmcse[ray]\"): overrides [run] executor, actors, "
-                                  "ray_address")
-    scale.add_argument("--executor", choices=("local", "ray"), help="where generate, filter and expand run: this "
-                       "process (local, the default) or a pool of Ray actors; train and eval run here either way")
-    scale.add_argument("--actors", type=positive_int, help="with --executor ray: actors in the pool")
-    scale.add_argument("--ray-address", metavar="ADDRESS", help="with --executor ray: auto, host:port or "
-                       "ray://host:10001 (default: $RAY_ADDRESS, else a new Ray instance on this machine)")
+    add_executor_options(ru, recipe=True)
     ru.set_defaults(func=cmd_run)
     return ru
 

@@ -102,20 +102,18 @@ def stamped_settings(cfg: TrainConfig) -> dict:
     on a machine where auto means bfloat16 the stamp changes, and the step runs again, as it should."""
     dtype = cfg.dtype
     if dtype == "auto":
-        fast = False
-        if cfg.lora_r > 0:
-            from llmcse.utils.modelspec import cpu_has_fast_bf16
-
-            fast = cpu_has_fast_bf16() or _cuda()
-        dtype = "auto" if fast else "float32"
+        dtype = "float32" if base_dtype(cfg) is None or _auto_is_float32() else "auto"
     checkpointing = False if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
     return {"dtype": dtype, "gradient_checkpointing": checkpointing}
 
 
-def _cuda() -> bool:
+def _auto_is_float32() -> bool:
+    """``resolve_dtype``'s rule for ``auto`` on the device training uses (CUDA if there is one, else the CPU)."""
     import torch
 
-    return torch.cuda.is_available()
+    from llmcse.utils.modelspec import resolve_dtype
+
+    return resolve_dtype("auto", "cuda" if torch.cuda.is_available() else "cpu") == torch.float32
 
 
 def checkpointing_on(cfg: TrainConfig) -> bool:

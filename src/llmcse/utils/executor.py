@@ -114,18 +114,21 @@ def resolve(executor: str | None = None, ray_address: str | None = None,
     return executor, ray_address, actors
 
 
-def add_executor_options(parser) -> None:
-    """``--executor``, ``--ray-address``, ``--actors`` for a stage command that cuts its work into shards."""
+def add_executor_options(parser, recipe: bool = False) -> None:
+    """``--executor``, ``--ray-address``, ``--actors`` for a stage command that cuts its work into shards;
+    ``recipe``: for ``llmcse run``, where they default to unset and override the recipe's ``[run]`` values."""
     from llmcse.utils.validate import positive_int
 
-    group = parser.add_argument_group("scale-out on Ray (pip install \"llmcse[ray]\")")
-    group.add_argument("--executor", choices=EXECUTORS, default="local",
+    title = "scale-out on Ray (pip install \"llmcse[ray]\")"
+    group = parser.add_argument_group(title + (": overrides [run] executor, actors, ray_address; train and eval "
+                                               "run in this process either way" if recipe else ""))
+    group.add_argument("--executor", choices=EXECUTORS, default=None if recipe else "local",
                        help="local: this process (default); ray: a pool of Ray actors, each loading the model once "
                             "(one GPU each where the cluster has GPUs); finished shards survive a crash")
     group.add_argument("--ray-address", metavar="ADDRESS",
                        help="with --executor ray: auto (the cluster `ray start` runs on this machine), host:port or "
                             "ray://host:10001 (default: $RAY_ADDRESS, else a new Ray instance on this machine)")
-    group.add_argument("--actors", type=positive_int, default=1,
+    group.add_argument("--actors", type=positive_int, default=None if recipe else 1,
                        help="with --executor ray: actors in the pool (an openai: server's --concurrency is shared "
                             "among them)")
 
