@@ -243,3 +243,51 @@ def test_self_instruct_pairs_refuse_another_template_than_the_expansion_used(tmp
     assert main(["-q", "self-instruct-pairs", "--corpus", str(corpus), "--expansions", str(exp),
                  "--out", str(tmp_path / "p.jsonl")]) == 2
     assert "generated with template(s) [('mine', 3)], not expand-chat v1" in capsys.readouterr().err
+
+
+def test_record_pairs_teach_the_prompts_generate_sends_from_a_seeded_sample_of_human_triplets(tmp_path, capsys):
+    """Issue 23's seeded generator: human triplets -> (generate's chat for the seed -> entailment /
+    contradiction); which rows were used is in the report; SNLI's tokenized text is detokenized."""
+    from llmcse.cli import main
+    from llmcse.synth.generate import GenerateConfig, run_generate
+
+    rows = [("A man is n't playing a guitar .", "A man plays .", "A woman sings ."),
+            ("Two kids ( twins ) wash their hands .", "Kids wash .", "Kids sleep ."),
+            ("The dog 's ball is red , not blue .", "A ball is red .", "The ball is green ."),
+            ("People walk outside .", "Someone walks .", "Nobody moves .")]
+    tsv = tmp_path / "triplets.tsv"
+    tsv.write_text("sent0\tsent1\thard_neg\n" + "".join("\t".join(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "pairs.jsonl"
+    assert main(["-q", "record-pairs", "--records", str(tsv), "--sample", "3", "--seed", "1", "--out", str(out)]) == 0
+    assert "6 training pairs from 3 records (nli, prompts of nli-chat v1)" in capsys.readouterr().out
+    pairs = [json.loads(line) for line in out.read_text().splitlines()]
+    report = json.loads((tmp_path / "pairs.report.json").read_text())
+    used = [int(s.split(":")[1]) - 2 for s in report["sources"]]  # data rows start on line 2
+    assert len(used) == 3 and report["sample_seed"] == 1 and [p["source"] for p in pairs[::2]] == report["sources"]
+    assert [(p["field"], p["completion"]) for p in pairs[:2]] == [("positive", rows[used[0]][1].replace(" .", ".")),
+                                                                   ("negative", rows[used[0]][2].replace(" .", "."))]
+    seeds = {p["prompt"][-1]["content"].split(": ", 1)[1] for p in pairs}
+    assert "A man isn't playing a guitar." in seeds or "Two kids (twins) wash their hands." in seeds
+    assert "The dog's ball is red, not blue." in seeds or "People walk outside." in seeds
+    # the prompts are exactly the chats generate sends for those seeds (system turn and demos included)
+    llm = RecordingLLM()
+    seed_file = tmp_path / "seeds.txt"
+    seed_file.write_text("".join(s + "\n" for s in sorted(seeds)), encoding="utf-8")
+    run_generate(GenerateConfig(recipe="nli", seeds=str(seed_file), out=str(tmp_path / "gen.jsonl"), min_seed_words=1),
+                 llm=llm, show_progress_bar=False)
+    sent = {json.dumps(p, sort_keys=True) for p in llm.prompts}
+    assert all(json.dumps(p["prompt"], sort_keys=True) in sent for p in pairs)
+    # the same sample again; generated records as input: a missing field is counted, a bad line named
+    assert main(["-q", "record-pairs", "--records", str(tsv), "--sample", "3", "--seed", "1",
+                 "--out", str(tmp_path / "again.jsonl")]) == 0
+    assert (tmp_path / "again.jsonl").read_text() == out.read_text()
+    records = tmp_path / "kept.jsonl"
+    records.write_text(json.dumps({"seed": "A cat.", "positive": "A feline.", "negative": "A dog."}) + "\n"
+                       + json.dumps({"seed": "Rain.", "positive": "It rains."}) + "\n")
+    assert main(["-q", "record-pairs", "--records", str(records), "--out", str(out), "--no-demos"]) == 0
+    pairs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(pairs) == 3 and all(len(p["prompt"]) == 2 for p in pairs)  # system + seed, no demo turns
+    assert json.loads((tmp_path / "pairs.report.json").read_text())["missing_fields"] == {"negative": 1}
+    records.write_text(json.dumps({"positive": "no seed"}) + "\n")
+    assert main(["-q", "record-pairs", "--records", str(records), "--out", str(out)]) == 2
+    assert "kept.jsonl:1" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from llmcse.errors import DataFormatError, LlmcseError, MissingDataError
 __version__ = "0.1.0"
 
 API = ("generate", "filter", "train", "evaluate", "expand", "filter_expansions", "self_instruct_pairs",
-       "tune_generator", "sweep", "index", "embed", "search", "rfd", "icl_search", "export_mteb", "run", "Results",
+       "record_pairs", "tune_generator", "sweep", "index", "embed", "search", "rfd", "icl_search", "export_mteb", "run", "Results",
        "RunResult")
 
 

@@ -27,7 +27,7 @@ from llmcse.stages import STAGES
 from llmcse.stages.eval import Results
 
 __all__ = ["embed", "evaluate", "expand", "export_mteb", "filter", "filter_expansions", "generate", "icl_search",
-           "index", "rfd", "run", "search", "self_instruct_pairs", "sweep", "train", "tune_generator", "Results",
+           "index", "record_pairs", "rfd", "run", "search", "self_instruct_pairs", "sweep", "train", "tune_generator", "Results",
            "RunResult"]
 
 
@@ -86,6 +86,7 @@ evaluate = _stage_function("eval", "evaluate")
 expand = _stage_function("expand", "expand")
 filter_expansions = _stage_function("filter-expansions", "filter_expansions")
 self_instruct_pairs = _stage_function("self-instruct-pairs", "self_instruct_pairs")
+record_pairs = _stage_function("record-pairs", "record_pairs")
 tune_generator = _stage_function("tune-generator", "tune_generator")
 sweep = _stage_function("sweep-expansions", "sweep")
 index = _stage_function("index", "index")

@@ -108,3 +108,86 @@ def write_expansion_pairs(corpus_path, expansions_path, kept_path, out, **option
     out = Path(out)
     atomic_write_json(out.with_name(out.stem + ".report.json"), report)
     return report
+
+
+# ---- pair recipes (nli / sts3): a generator tuned on records (issue 23's seeded and self-instruct generators)
+
+_DETOKENIZE = [(" n't", "n't"), (" 's", "'s"), (" 're", "'re"), (" 've", "'ve"), (" 'm", "'m"), (" 'll", "'ll"),
+               (" 'd", "'d"), (" .", "."), (" ,", ","), (" !", "!"), (" ?", "?"), (" ;", ";"), (" :", ":"),
+               ("( ", "("), (" )", ")")]
+
+
+def detokenize(text: str) -> str:
+    """SNLI's tokenized text ("Two kids wash their hands .") as plain prose ("... hands."): a generator
+    tuned on it would otherwise learn to write spaces before punctuation."""
+    text = " ".join(text.split())
+    for old, new in _DETOKENIZE:
+        text = text.replace(old, new)
+    return text
+
+
+def read_pair_records(path: str | Path) -> list[dict]:
+    """Records to learn from: ``llmcse generate`` / ``filter`` JSONL (seed + fields), or SimCSE triplets
+    (TSV ``sent0 sent1 hard_neg``: seed, positive, negative; detokenized). Each keeps ``source`` = file:line."""
+    path = Path(path)
+    if not path.is_file():
+        raise LlmcseError(f"records not found: {path}")
+    if path.suffix.lower() == ".tsv":
+        from llmcse.data.readers import iter_tsv
+
+        return [{"seed": detokenize(row["sent0"]), "positive": detokenize(row["sent1"]),
+                 "negative": detokenize(row["hard_neg"]), "source": f"{path.name}:{n}"}
+                for n, row in iter_tsv(path, ["sent0", "sent1", "hard_neg"])]
+    from llmcse.data.readers import iter_jsonl
+    from llmcse.errors import DataFormatError
+
+    records = []
+    for n, r in iter_jsonl(path):
+        if not (isinstance(r, dict) and isinstance(r.get("seed"), str)):
+            raise DataFormatError(path, n, "expected a generate record with a 'seed' string")
+        records.append({**r, "source": f"{path.name}:{n}"})
+    return records
+
+
+def record_pairs(records: list[dict], recipe: str = "nli", *, prompts: str | None = None, demos: bool = True,
+                 sample: int | None = None, seed: int = 42) -> tuple[list[dict], dict]:
+    """(prompt, completion) pairs that teach a generator to write a record's fields: for each record
+    and each field of the recipe it has, the exact chat ``llmcse generate`` sends for its seed -> the
+    field's text. ``sample``: a seeded random sample of that many records (which ones is in the report)."""
+    import random
+
+    from llmcse.synth.prompts import load_template
+
+    template = load_template(prompts or recipe)
+    if template.recipe != recipe:
+        raise LlmcseError(f"{template.path}: a template for recipe {template.recipe!r}, not {recipe!r}")
+    if sample is not None and sample < len(records):
+        records = [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), sample))]
+    pairs, missing = [], {name: 0 for name in template.fields}
+    for r in records:
+        for name, field in template.fields.items():
+            text = r.get(name)
+            if not (isinstance(text, str) and text.strip()):
+                missing[name] += 1
+                continue
+            f = field if demos else dataclasses.replace(field, demos=())
+            pairs.append({"prompt": f.messages(r["seed"], template.system), "completion": text.strip(),
+                          "field": name, "source": r.get("source")})
+    report = {"records": len(records), "pairs": len(pairs), "recipe": recipe,
+              "template": f"{template.id} v{template.version}", "demos": demos,
+              "missing_fields": {k: v for k, v in missing.items() if v}, "sample": sample,
+              "sample_seed": seed if sample is not None else None,
+              "sources": [r.get("source") for r in records]}
+    return pairs, report
+
+
+def write_record_pairs(records_path, out, **options) -> dict:
+    """``record_pairs`` of ``read_pair_records(records_path)`` into ``out`` + ``<out stem>.report.json``."""
+    if Path(out).resolve() == Path(records_path).resolve():
+        raise LlmcseError(f"--out {out} is the input file: choose another path")
+    pairs, report = record_pairs(read_pair_records(records_path), **options)
+    report["records_file"] = str(records_path)
+    atomic_write_text(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+    out = Path(out)
+    atomic_write_json(out.with_name(out.stem + ".report.json"), report)
+    return report
