@@ -48,12 +48,35 @@ def seed_skips(examples: bool) -> None:
                 print("   ", t[:140])
 
 
-def recheck() -> None:
-    for recipe in ("nli", "sts3"):
+COMMITTED = {"nli": [("raw", "benchmarks/data/nli_smollm2.jsonl.gz"), ("kept", "benchmarks/data/nli_smollm2.kept.jsonl")],
+             "sts3": [("raw", "benchmarks/data/sts3_smollm2.jsonl.gz"), ("kept", "benchmarks/data/sts3_smollm2.kept.jsonl")]}
+
+
+GENERIC = {"playing", "plays", "other", "approved", "rejected", "accepted", "woman", "people"}
+
+
+def demo_words(template) -> set[str]:
+    """The demos' topic words ('Tuesday', 'committee', 'budget', 'guitar', 'piano', 'stage'): words of
+    five letters or more, plus 'piano', less generic ones that SNLI-style text uses everywhere."""
+    words = {w.strip(".,").lower() for t in template.demo_texts for w in t.split()}
+    return {w for w in words if len(w) > 4 or w == "piano"} - GENERIC
+
+
+def word_leak(record: dict, template, words: set[str]) -> bool:
+    """A demo word in an output field that the seed does not have (the softer leak measure: e.g. the
+    demo's 'On Tuesday' pasted into an unrelated sentence)."""
+    seed = {w.strip(".,").lower() for w in record["seed"].split()}
+    return any(w in words and w not in seed for f in template.fields
+               for w in (x.strip(".,").lower() for x in (record.get(f) or "").split()))
+
+
+def recheck(files: dict | None = None) -> None:
+    for recipe, sets in (files or COMMITTED).items():
         template = load_template(recipe)
-        for name, path in (("raw", f"{recipe}_smollm2.jsonl.gz"), ("kept", f"{recipe}_smollm2.kept.jsonl")):
-            records = load(ROOT / "benchmarks/data" / path)
-            reasons, leaks, seeds_skipped = Counter(), 0, 0
+        words = demo_words(template)
+        for name, path in sets:
+            records = load(ROOT / path)
+            reasons, leaks, seeds_skipped, soft = Counter(), 0, 0, 0
             for r in records:
                 why = {f: check_output(r.get(f) or "", r["seed"], instruction=template.fields[f].instruction,
                                        demo_texts=template.demo_texts, require_sentence=f in SENTENCE_FIELDS)
@@ -61,8 +84,10 @@ def recheck() -> None:
                 reasons.update(f"{f}:{w}" for f, w in why.items() if w)
                 leaks += "copied_demo" in why.values()
                 seeds_skipped += seed_skip_reason(" ".join(r["seed"].split()), 4, 64) is not None
+                soft += word_leak(r, template, words)
             n = len(records)
-            print(f"{recipe} {name} ({n} records): demo leak {leaks} ({100 * leaks / n:.1f}%), "
+            print(f"{recipe} {name} {path} ({n} records): demo leak {leaks} ({100 * leaks / n:.1f}%), "
+                  f"demo word not in the seed {soft} ({100 * soft / n:.1f}%), "
                   f"seed now skipped {seeds_skipped} ({100 * seeds_skipped / n:.1f}%), by field:reason "
                   + str({k: f"{v} ({100 * v / n:.1f}%)" for k, v in sorted(reasons.items())}))
             if "intermediate" in template.fields:
@@ -71,5 +96,13 @@ def recheck() -> None:
 
 
 if __name__ == "__main__":
-    seed_skips("--examples" in sys.argv)
-    recheck()
+    # --files RECIPE=NAME:PATH ...: other record files (e.g. runs/gen23/nli_seeded.jsonl) instead of the committed sets
+    if "--files" in sys.argv:
+        chosen: dict = defaultdict(list)
+        for spec in sys.argv[sys.argv.index("--files") + 1:]:
+            recipe, rest = spec.split("=", 1)
+            chosen[recipe].append(tuple(rest.split(":", 1)))
+        recheck(dict(chosen))
+    else:
+        seed_skips("--examples" in sys.argv)
+        recheck()
