@@ -132,6 +132,7 @@ SET_CASES = {
                           "keyword_check", False),
     "self-instruct-pairs": (["--corpus", "c.jsonl", "--expansions", "e.jsonl", "--out", "p.jsonl"], "max_doc_tokens=64",
                             "max_doc_tokens", 64),
+    "record-pairs": (["--records", "r.jsonl", "--out", "p.jsonl"], "sample=20", "sample", 20),
     "tune-generator": (["--data", "p.jsonl", "--out", "g"], "lora_alpha=8", "lora_alpha", 8),
     "sweep-expansions": (["--task", "toy12", "--expansions", "raw=e.jsonl", "--output-dir", "s"], "weights=1,1,0;mean",
                          "weights", ["1,1,0", "mean"]),
