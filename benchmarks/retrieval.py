@@ -184,6 +184,11 @@ def self_instruct(workers: int, n: int | None = None, smoke: bool = False, max_s
     """Round 1: training pairs from round 0's kept texts -> tune the generator -> expand again -> filter.
     Every step resumes: tune-generator from its checkpoints, expand from its output."""
     si, tg = recipe(SELF_INSTRUCT).get("self_instruct", {}), dict(recipe(SELF_INSTRUCT).get("tune_generator", {}))
+    if (GENERATOR / "tune_generator.json").is_file() and not smoke:
+        # tuned elsewhere (benchmarks/gpu_batch.sh, rebuilt with benchmarks/lowrank.py): its report names the
+        # pairs it learned from; rebuilding them here from today's round-0 filter would not match it
+        print(f"# {GENERATOR} is tuned (tune_generator.json): pairs and tuning skipped", flush=True)
+        return _expand_round1(si, workers, n)
     llmcse("self-instruct-pairs", "--corpus", str(corpus_path()), "--expansions", str(EXPANSIONS), "--kept", str(FILTERED),
            "--out", str(PAIRS), *[f"--no-{key}" for key in ("queries", "keywords", "demos") if si.get(key) is False])
     if max_steps:  # ~70 s a step of 8 pairs on one CPU thread: a full NFCorpus epoch (~1,600 steps) is ~30 h
@@ -193,6 +198,11 @@ def self_instruct(workers: int, n: int | None = None, smoke: bool = False, max_s
     base = tg.pop("base", None) or _generator_model(recipe()["expand"].get("llm", "hf:SmolLM2-135M-Instruct"))
     llmcse("tune-generator", "--data", str(PAIRS), "--out", str(GENERATOR), "--base", base,
            *[a for key, value in tg.items() for a in (f"--{key.replace('_', '-')}", str(value))])
+    _expand_round1(si, workers, n)
+
+
+def _expand_round1(si: dict, workers: int, n: int | None) -> None:
+    """Round 1: expand with the tuned generator, filter; copy its reports next to the table."""
     settings = {**recipe()["expand"], **({"prompts": si["prompts"]} if si.get("prompts") else {})}
     settings.pop("llm", None)
     llmcse("expand", "--corpus", str(corpus_path()), "--out", str(EXPANSIONS_R1), "--llm", f"hf:{GENERATOR}",
@@ -291,8 +301,7 @@ def build_table() -> None:
               f"{report['documents_left_without_queries']:,} documents lost all their queries.", "",
               "## Cost", "",
               f"{cost['documents']:,} documents in {cost['process_seconds']:,.0f} process-seconds over {cost['runs']} "
-              f"run(s) ({', '.join(map(str, cost['threads_per_process']))} thread(s) per process, this repo's CPU "
-              f"machine): **{cost['docs_per_process_s']} documents/s and {cost['completion_tokens_per_process_s']} "
+              f"run(s) ({', '.join(map(str, cost['threads_per_process']))} thread(s) per process, {where(cost)}): **{cost['docs_per_process_s']} documents/s and {cost['completion_tokens_per_process_s']} "
               f"generated tokens/s per process** ({cost['completion_tokens_per_doc']} generated tokens per document; "
               f"{cost['prefill_tokens_per_process_s']} prompt tokens/s prefilled). Every run: "
               "`expansions.runs.jsonl`.", ""]
@@ -311,8 +320,9 @@ def build_table() -> None:
                        ("pairs", "pairs.report.json"), ("rounds", "sweep/rounds.json")):
         if (OUT / file).is_file():
             extra[name] = json.loads((OUT / file).read_text())
-    if (OUT / "sweep-prompteol" / "sweep.json").is_file():
-        extra["sweep_prompteol"] = json.loads((OUT / "sweep-prompteol" / "sweep.json").read_text())
+    for name in ("sweep-prompteol", "sweep-prompteol-base"):
+        if (OUT / name / "sweep.json").is_file():
+            extra[name.replace("-", "_")] = json.loads((OUT / name / "sweep.json").read_text())
     TABLE_JSON.write_text(json.dumps({"sweep": sweep, "expansions": {k: v for k, v in summary.items()
                                                                      if k != "this_run"},
                                       "filter": report, **extra}, indent=2) + "\n")
@@ -334,17 +344,31 @@ def rounds_lines(sweep: dict) -> list[str]:
 
 
 def prompteol_lines() -> list[str]:
-    table = OUT / "sweep-prompteol" / "sweep.md"
+    table, base = OUT / "sweep-prompteol" / "sweep.md", OUT / "sweep-prompteol-base" / "sweep.md"
     if not table.is_file():
         return []
-    return ["## The generator as the encoder (PromptEOL)", "",
-            "The same sweep with the (tuned) generator as a PromptEOL sentence embedder instead of all-MiniLM-L6-v2 "
-            "(`llmcse prompteol --base <generator>`): the model that writes the queries also embeds.", "",
-            table.read_text().strip(), ""]
+    lines = ["## The generator as the encoder (PromptEOL)", "",
+             "The same sweep with the (tuned) generator as a PromptEOL sentence embedder instead of all-MiniLM-L6-v2 "
+             "(`llmcse prompteol --base <generator>`): the model that writes the queries also embeds.", "",
+             table.read_text().strip(), ""]
+    if base.is_file():  # the untuned generator as the encoder, for comparison (benchmarks/gpu_batch.sh makes both)
+        lines += ["The base generator (not tuned) as the PromptEOL encoder, same sets:", "", base.read_text().strip(), ""]
+    return lines
+
+
+def where(cost: dict) -> str:
+    """Which machine the runs were on: a run with more threads than this repo's 2-core CPU was on a GPU machine
+    (benchmarks/gpu_batch.sh); mixed runs are only summed here, the notes split them."""
+    threads = cost.get("threads_per_process") or [1]
+    if max(threads) <= 2:
+        return "this repo's CPU machine"
+    if min(threads) > 2:
+        return "a GPU machine, benchmarks/gpu_batch.sh"
+    return "CPU and GPU runs together; per-machine figures in the notes"
 
 
 def cost_line(label: str, cost: dict) -> str:
-    return (f"{label}: {cost['documents']:,} documents in {cost['process_seconds']:,.0f} process-seconds, "
+    return (f"{label}: {cost['documents']:,} documents in {cost['process_seconds']:,.0f} process-seconds ({where(cost)}), "
             f"{cost['docs_per_process_s']} documents/s and {cost['completion_tokens_per_process_s']} generated tokens/s "
             f"per process ({cost['completion_tokens_per_doc']} generated tokens per document).")
 
