@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmcse.config import Range
-from llmcse.stages.base import Flag, Stage, StageResult, opt
+from llmcse.stages.base import Flag, Stage, opt
+from llmcse.stages.self_instruct_pairs import PairsResult
 
 
 @dataclass
@@ -24,21 +25,15 @@ class RecordPairsConfig:
     seed: int = opt(42, "sampling seed")
 
 
-@dataclass
-class RecordPairsResult(StageResult):
-    out: Path
-    pairs: int
-
-
-def run(cfg: RecordPairsConfig) -> RecordPairsResult:
+def run(cfg: RecordPairsConfig) -> PairsResult:
     from llmcse.synth.self_instruct import write_record_pairs
 
     r = write_record_pairs(cfg.records, cfg.out, recipe=cfg.recipe, prompts=cfg.prompts, demos=cfg.demos,
                            sample=cfg.sample, seed=cfg.seed)
-    return RecordPairsResult(r, Path(cfg.out), r["pairs"])
+    return PairsResult(r, Path(cfg.out), r["pairs"])
 
 
-def summary(cfg: RecordPairsConfig, result: RecordPairsResult) -> str:
+def summary(cfg: RecordPairsConfig, result: PairsResult) -> str:
     r = result.summary
     return (f"{r['pairs']} training pairs from {r['records']} records ({cfg.recipe}, prompts of {r['template']}"
             f"{'' if r['demos'] else ' without demos'}): {cfg.out}")

@@ -101,9 +101,18 @@ def _tokenizer(name: str):
 
 def write_expansion_pairs(corpus_path, expansions_path, kept_path, out, **options) -> dict:
     """``expansion_pairs`` into ``out`` (JSONL) and ``<out stem>.report.json``; returns the report."""
-    if Path(out).resolve() in {Path(p).resolve() for p in (corpus_path, expansions_path, kept_path) if p}:
-        raise LlmcseError(f"--out {out} is one of the input files: choose another path")
+    _refuse_input_as_out(out, corpus_path, expansions_path, kept_path)
     pairs, report = expansion_pairs(corpus_path, expansions_path, kept_path, **options)
+    return _write_pairs(out, pairs, report)
+
+
+def _refuse_input_as_out(out, *inputs) -> None:
+    if Path(out).resolve() in {Path(p).resolve() for p in inputs if p}:
+        raise LlmcseError(f"--out {out} is one of the input files: choose another path")
+
+
+def _write_pairs(out, pairs: list[dict], report: dict) -> dict:
+    """The pairs as JSONL at ``out`` and the report at ``<out stem>.report.json`` (both atomic); returns the report."""
     atomic_write_text(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
     out = Path(out)
     atomic_write_json(out.with_name(out.stem + ".report.json"), report)
@@ -183,11 +192,6 @@ def record_pairs(records: list[dict], recipe: str = "nli", *, prompts: str | Non
 
 def write_record_pairs(records_path, out, **options) -> dict:
     """``record_pairs`` of ``read_pair_records(records_path)`` into ``out`` + ``<out stem>.report.json``."""
-    if Path(out).resolve() == Path(records_path).resolve():
-        raise LlmcseError(f"--out {out} is the input file: choose another path")
+    _refuse_input_as_out(out, records_path)
     pairs, report = record_pairs(read_pair_records(records_path), **options)
-    report["records_file"] = str(records_path)
-    atomic_write_text(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
-    out = Path(out)
-    atomic_write_json(out.with_name(out.stem + ".report.json"), report)
-    return report
+    return _write_pairs(out, pairs, {**report, "records_file": str(records_path)})
