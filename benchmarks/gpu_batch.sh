@@ -35,10 +35,10 @@ step() {  # step NAME CMD...: run under the deadline, log to runs/logs/NAME.log
   return $rc
 }
 if [ "$SMALL" = 1 ]; then
-  N_DOCS="--n 1472"; N_R1="--n 6"; N_SEEDS=8; TUNE="--max-steps 2"
+  N_R1="--n 6"; N_SEEDS=8; TUNE="--max-steps 2"
   N_R0_EXTRA="--n 1476"   # 4 more documents than the CPU-made file
 else
-  N_DOCS=""; N_R1=""; N_SEEDS=11548; TUNE=""; N_R0_EXTRA=""
+  N_R1=""; N_SEEDS=11548; TUNE=""; N_R0_EXTRA=""
 fi
 EXP="--queries 3 --keywords 5 --max-doc-tokens 256 --llm-batch-size 256 --chunk-size 256"
 GEN="--recipe nli --seeds $D/unlabeled/wiki_sentences.txt --n $N_SEEDS --max-new-tokens 64 --chunk-size 1024 --llm-batch-size 512"
@@ -49,7 +49,7 @@ lane_a() {
   step nf-r0 llmcse expand --corpus $D/beir/nfcorpus/corpus.jsonl --out runs/retrieval/nfcorpus.exp.jsonl $EXP $N_R0_EXTRA &
   step nf-tune llmcse tune-generator --data runs/retrieval/nfcorpus.pairs.jsonl --out runs/retrieval/nfcorpus.gen-r1 \
     --base SmolLM2-135M-Instruct $TG $TUNE &&
-  step nf-factors python benchmarks/lowrank.py save SmolLM2-135M-Instruct runs/retrieval/nfcorpus.gen-r1 runs/factors/nfcorpus.gen-r1.safetensors &&
+  { [ -f runs/factors/nfcorpus.gen-r1.safetensors ] || step nf-factors python benchmarks/lowrank.py save SmolLM2-135M-Instruct runs/retrieval/nfcorpus.gen-r1 runs/factors/nfcorpus.gen-r1.safetensors; } &&
   step nf-r1 llmcse expand --corpus $D/beir/nfcorpus/corpus.jsonl --out runs/retrieval/nfcorpus.exp.r1.jsonl \
     --llm hf:runs/retrieval/nfcorpus.gen-r1 $EXP $N_R1
   wait
@@ -68,20 +68,20 @@ lane_a() {
 lane_b() {
   step ag-tune llmcse tune-generator --data runs/retrieval/arguana.pairs.jsonl --out runs/retrieval/arguana.gen-r1 \
     --base SmolLM2-135M-Instruct $TG $TUNE &&
-  step ag-factors python benchmarks/lowrank.py save SmolLM2-135M-Instruct runs/retrieval/arguana.gen-r1 runs/factors/arguana.gen-r1.safetensors &&
+  { [ -f runs/factors/arguana.gen-r1.safetensors ] || step ag-factors python benchmarks/lowrank.py save SmolLM2-135M-Instruct runs/retrieval/arguana.gen-r1 runs/factors/arguana.gen-r1.safetensors; } &&
   step ag-r1 llmcse expand --corpus $D/beir/arguana/corpus.jsonl --out runs/retrieval/arguana.exp.r1.jsonl \
     --llm hf:runs/retrieval/arguana.gen-r1 $EXP $N_R1
 }
 lane_c() {
   step c-tune-seeded llmcse tune-generator --data runs/gen23/seeded.pairs.jsonl --out runs/gen23/gen-seeded \
     --base SmolLM2-135M-Instruct --epochs 2 --lr 2e-4 --lora-r 16 --batch-size 8 --max-length 512 $TUNE &&
-  step c-factors-seeded python benchmarks/lowrank.py save SmolLM2-135M-Instruct runs/gen23/gen-seeded runs/factors/gen-seeded.safetensors &&
+  { [ -f runs/factors/gen-seeded.safetensors ] || step c-factors-seeded python benchmarks/lowrank.py save SmolLM2-135M-Instruct runs/gen23/gen-seeded runs/factors/gen-seeded.safetensors; } &&
   step c-gen-seeded llmcse generate $GEN --llm hf:runs/gen23/gen-seeded --out runs/gen23/nli_seeded.jsonl &&
   step c-filter-seeded llmcse filter --in runs/gen23/nli_seeded.jsonl --out runs/gen23/nli_seeded.kept.jsonl $FILT &&
   step c-pairs-si llmcse record-pairs --records runs/gen23/nli_seeded.kept.jsonl --out runs/gen23/si.pairs.jsonl &&
   step c-tune-si llmcse tune-generator --data runs/gen23/si.pairs.jsonl --out runs/gen23/gen-si \
     --base runs/gen23/gen-seeded --epochs 1 --lr 2e-4 --lora-r 16 --batch-size 8 --max-length 512 $TUNE &&
-  step c-factors-si python benchmarks/lowrank.py save runs/gen23/gen-seeded runs/gen23/gen-si runs/factors/gen-si.safetensors &&
+  { [ -f runs/factors/gen-si.safetensors ] || step c-factors-si python benchmarks/lowrank.py save runs/gen23/gen-seeded runs/gen23/gen-si runs/factors/gen-si.safetensors; } &&
   step c-gen-si llmcse generate $GEN --llm hf:runs/gen23/gen-si --out runs/gen23/nli_si.jsonl &&
   step c-filter-si llmcse filter --in runs/gen23/nli_si.jsonl --out runs/gen23/nli_si.kept.jsonl $FILT
 }

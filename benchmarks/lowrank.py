@@ -28,7 +28,14 @@ def _load(spec: str):
     return path, AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 
 
+def _refuse_existing(out: str) -> None:
+    """Never overwrite what this script did not write in this call: a rerun picks a new path or removes its own."""
+    if Path(out).exists():
+        raise SystemExit(f"{out} exists: choose another path (this script does not overwrite)")
+
+
 def save(base: str, tuned: str, out: str, rank: int) -> dict:
+    _refuse_existing(out)
     import torch
     from safetensors.torch import save_file
 
@@ -55,14 +62,14 @@ def save(base: str, tuned: str, out: str, rank: int) -> dict:
             "max_abs_error": f"{worst:.3e}"}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_file(factors, out, metadata=meta)
-    for extra in ("tune_generator.json",):
-        if (Path(tuned) / extra).is_file():
-            shutil.copy(Path(tuned) / extra, Path(out).with_suffix(".tune_generator.json"))
+    if (Path(tuned) / "tune_generator.json").is_file():
+        shutil.copy(Path(tuned) / "tune_generator.json", Path(out).with_suffix(".tune_generator.json"))
     print(json.dumps(meta))
     return meta
 
 
 def load(base: str, factors_path: str, out: str) -> None:
+    _refuse_existing(out)
     import torch
     from safetensors import safe_open
     from transformers import AutoTokenizer
