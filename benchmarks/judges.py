@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from llmcse.llm import load_llm
-    from llmcse.synth.filter import SCORINGS, score_pairs
+    from llmcse.synth.filter import LLM_SCORINGS, score_pairs
 
     sts, triplets, excluded = probe(args.n, args.seed, args.exclude_report)
     pairs = {"sts": [(p.sentence1, p.sentence2) for p in sts], "ent": [(t.anchor, t.positive) for t in triplets],
@@ -79,7 +79,7 @@ def main() -> None:
     for item in args.llm:
         name, spec = item.split("=", 1)
         llm = load_llm(spec)
-        for scoring in SCORINGS:
+        for scoring in LLM_SCORINGS:
             t0 = time.perf_counter()
             scores = {k: score_pairs(llm, v, scoring) for k, v in pairs.items()}
             raw[f"{name} {scoring}"] = scores

@@ -34,7 +34,7 @@ def main() -> None:
     from llmcse.data.loaders import load_sts, load_triplets
     from llmcse.data.paths import resolve_data_dir
     from llmcse.llm import load_llm
-    from llmcse.synth.filter import SCORINGS, score_pairs
+    from llmcse.synth.filter import LLM_SCORINGS, score_pairs
 
     data = resolve_data_dir()
     rng = random.Random(args.seed)
@@ -42,7 +42,7 @@ def main() -> None:
     triplets = rng.sample(load_triplets(data / "nli" / "triplets.tsv"), args.n)
     llm = load_llm(args.llm)
     rows = []
-    for scoring in SCORINGS:
+    for scoring in LLM_SCORINGS:
         t0 = time.perf_counter()
         sts_scores = score_pairs(llm, [(p.sentence1, p.sentence2) for p in sts], scoring)
         ent = score_pairs(llm, [(t.anchor, t.positive) for t in triplets], scoring)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -259,6 +260,91 @@ def test_yesno_scoring_and_quantile_thresholds_for_a_weak_scorer(tmp_path):
     assert q["thresholds"]["from"] == "quantile 0.25"
     assert sorted(r["id"] for r in read_jsonl(tmp_path / "q.jsonl")) == ["2", "3", "4", "5"]
     assert q["dropped_by_reason"] == {"positive_score_low": 2, "negative_score_high": 2}
+
+
+PARAPHRASES = [  # (seed, a true paraphrase, a drifted "positive", a contradiction)
+    ("A man is playing a guitar on the stage.", "On the stage a man plays his guitar.",
+     "A man is selling a guitar in a shop.", "A man is not playing a guitar on the stage."),
+    ("The council voted for a new library in the town.", "The town council approved a new library.",
+     "The council voted for new parking in the town.", "The council voted against a new library in the town."),
+    ("A woman slices an onion in the kitchen.", "In the kitchen a woman is cutting an onion.",
+     "A woman grows onions in her garden.", "A woman slices nothing in the kitchen."),
+    ("Heavy rain flooded the streets of the old city.", "The old city's streets were flooded by heavy rain.",
+     "Heavy traffic filled the streets of the new city.", "No rain fell on the streets of the old city."),
+]
+
+
+def _paraphrase_records(tmp_path: Path) -> Path:
+    rows = []
+    for i, (seed, para, drift, contra) in enumerate(PARAPHRASES):
+        rows.append({"id": f"good{i}", "recipe": "nli", "seed": seed, "positive": para, "negative": contra})
+        rows.append({"id": f"drift{i}", "recipe": "nli", "seed": seed, "positive": drift, "negative": contra})
+    path = tmp_path / "gen.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_cosine_scoring_grades_pairs_with_the_embedder_and_loads_no_llm(tmp_path, minilm):
+    """--scoring cosine: 5 x cosine under the embedder (checked against the embedder itself), true
+    paraphrases scored above drifted "positives", and the LLM never loaded (its spec is bogus here)."""
+    path = _paraphrase_records(tmp_path)
+    cfg = FilterConfig(input=str(path), out=str(tmp_path / "kept.jsonl"), llm="hf:/no/such/model", scoring="cosine",
+                       embedder="all-MiniLM-L6-v2", quantile=0.25, min_positive_overlap=0.0)
+    report = run_filter(cfg)
+    rows = {r["id"]: r for r in read_jsonl(tmp_path / "kept.jsonl") + read_jsonl(tmp_path / "kept.dropped.jsonl")}
+    for i, (seed, para, drift, contra) in enumerate(PARAPHRASES):
+        e = minilm.encode([seed, para, drift, contra], normalize_embeddings=True)
+        assert rows[f"good{i}"]["scores"]["positive"] == pytest.approx(5 * float(e[0] @ e[1]), abs=1e-3)
+        assert rows[f"drift{i}"]["scores"]["negative"] == pytest.approx(5 * float(e[0] @ e[3]), abs=1e-3)
+        assert rows[f"good{i}"]["scores"]["positive"] > rows[f"drift{i}"]["scores"]["positive"]
+    assert report["scoring_method"] == "cosine" and rows["good0"]["filter"]["scorer"] == "all-MiniLM-L6-v2"
+    # positives: every paraphrase (4.5-4.9) above every drift (2.7-3.4); t_pos = their 25% quantile drops the
+    # two worst drifts. Negatives: cosine cannot see a negation, so the contradiction closest to its seed
+    # (seed 1: 4.26) is over t_neg and takes its good record with it: why yesno+cosine exists.
+    assert {r: rows[r]["filter"]["reason"] for r in ("good1", "drift0", "drift3")} == {
+        "good1": "negative_score_high", "drift0": "positive_score_low", "drift3": "positive_score_low"}
+    assert {"good0", "good2", "good3"} <= {r["id"] for r in read_jsonl(tmp_path / "kept.jsonl")}
+
+
+def test_yesno_plus_cosine_ranks_both_judges_and_reuses_stored_yesno_scores(tmp_path):
+    """The combination is 5 x the mean percentile rank of the two judges over this run's scores; a run
+    that already stored yes/no scores for the same LLM adds only the cosine part (no LLM calls)."""
+    from scipy.stats import rankdata
+
+    path = _paraphrase_records(tmp_path)
+    calls = []
+
+    class Judge(FakeLLM):
+        """P(Yes) high for the drifted positives: a judge that is wrong where the embedder is right."""
+        def choice_probabilities(self, prompts, choices):
+            calls.append(len(prompts))
+            texts = [p[-1]["content"].rsplit("Sentence 2: ", 1)[1] for p in prompts]
+            return [[p, 1 - p] for p in (0.2 + 0.1 * len(t) / 60 for t in texts)]
+
+    out = tmp_path / "kept.jsonl"
+    base = dict(input=str(path), out=str(out), llm="fake:", quantile=0.25, min_positive_overlap=0.0)
+    yes = run_filter(FilterConfig(**base), llm=Judge())
+    assert yes["scoring_method"] == "logprobs" and sum(calls) == 16
+    both = run_filter(FilterConfig(**base, scoring="yesno+cosine", embedder="all-MiniLM-L6-v2"), llm=Judge())
+    assert sum(calls) == 16  # yes/no rows reused from <out>.scores.jsonl
+    records = read_jsonl(out) + read_jsonl(tmp_path / "kept.dropped.jsonl")
+    parts = {c: [r["score_components"][c][f] for r in records for f in ("positive", "negative")]
+             for c in ("yesno", "cosine")}
+    expected = 5 * (rankdata(parts["yesno"]) / 16 + rankdata(parts["cosine"]) / 16) / 2
+    got = [r["scores"][f] for r in records for f in ("positive", "negative")]
+    assert got == pytest.approx(expected, abs=1e-3)
+    assert both["scoring_method"] == "logprobs+cosine"
+    assert records[0]["filter"]["scorer"] == "fake:+all-MiniLM-L6-v2" and records[0]["filter"]["scoring"] == "yesno+cosine"
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"scoring": "cosine"}, "scoring 'cosine' needs an embedder: --embedder MODEL"),
+    ({"scoring": "yesno+cosine", "embedder": "all-MiniLM-L6-v2", "llm": None}, "needs an LLM for its 'yesno' part"),
+    ({"scoring": "cos"}, "unknown scoring 'cos'"),
+])
+def test_filter_scoring_settings_that_cannot_work_are_one_clear_error(tmp_path, settings, message):
+    with pytest.raises(LlmcseError, match=re.escape(message)):
+        run_filter(FilterConfig(input=str(_paraphrase_records(tmp_path)), out=str(tmp_path / "k.jsonl"), **settings))
 
 
 def test_filter_names_the_line_of_a_record_missing_a_field(tmp_path):

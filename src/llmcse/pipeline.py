@@ -157,7 +157,7 @@ VALUE_RULES = {f"{stage.section_name()}.{k}": rule for _, stage in STAGES.items(
 # how a stage is restarted, reaches its server or finds its data is not what it computes
 NOT_HASHED = ("resume", "request_timeout", "max_retries", "concurrency", "data_dir")
 # library config fields added since run folders got stamps: hashed once set, so an older stamp stays valid
-ADDED_SINCE_STAMPS = {"train": ("loss",)}
+ADDED_SINCE_STAMPS = {"train": ("loss",), "filter": ("embedder",)}
 
 
 def load_pipeline(recipe: str | Path, overrides: list[str] = ()) -> tuple[dict[str, Any], dict[str, set[str]]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from llmcse.config import Range
 from llmcse.eval import report as reports
 from llmcse.stages.base import LLM_FLAGS, LLM_RULES, Flag, LLMOptions, Stage, StageResult, library_config, load_backend
-from llmcse.synth.filter import FilterConfig
+from llmcse.synth.filter import SCORINGS, FilterConfig
 
 
 @dataclass
@@ -27,7 +27,8 @@ class FilterResult(StageResult):
 def run(cfg: FilterStageConfig) -> FilterResult:
     from llmcse.synth.filter import run_filter
 
-    report = run_filter(library_config(cfg, FilterConfig), llm=load_backend(cfg))
+    llm = load_backend(cfg) if cfg.scoring != "cosine" else None  # cosine needs the embedder only
+    report = run_filter(library_config(cfg, FilterConfig), llm=llm)
     return FilterResult(report, Path(cfg.out), report["kept"], report["total"])
 
 
@@ -63,19 +64,26 @@ STAGE = Stage(
     rules={"chunk_size": Range(1), "max_positive_overlap": Range(0), "max_retries": Range(0),
            "request_timeout": Range(0, low_open=True), "t_pos": Range(0, 5), "t_neg": Range(0, 5),
            "quantile": Range(0, 1), "min_positive_overlap": Range(0, 1), "min_negative_overlap": Range(0, 1),
-           "scoring": ("yesno", "rating"), **LLM_RULES},
+           "scoring": SCORINGS, **LLM_RULES},
     flags={**LLM_FLAGS,
            "input": Flag(names=("--in",), required=True, help="records from llmcse generate"),
            "out": Flag(required=True, help="kept records (dropped: <out>.dropped.jsonl, report: <out>.report.json)"),
            "llm": Flag(help="hf:<path-or-id> (local), openai:<base-url>#<model> (server), fake: (tests)"),
            "t_pos": Flag(help="keep positives scored >= this (MultiCSR: 3)"),
            "t_neg": Flag(help="keep negatives scored <= this (MultiCSR: 3)"),
-           "scoring": Flag(help="yesno: 5 x P(Yes) to 'same meaning?' (small LLMs); rating: MultiCSR 0-5 rubric"),
+           "scoring": Flag(help="yesno: 5 x P(Yes) to 'same meaning?' (small LLMs); rating: MultiCSR 0-5 rubric; "
+                                "cosine: 5 x cosine under --embedder (no LLM); yesno+cosine: mean of their "
+                                "percentile ranks (benchmarks/results/judges.md)"),
+           "embedder": Flag(metavar="MODEL", help="the embedder for cosine scoring: any --model spec of llmcse "
+                                                  "embed, e.g. the model you will train (prompteol:SmolLM2-135M-"
+                                                  "Instruct) or all-MiniLM-L6-v2"),
            "quantile": Flag(help="thresholds from this run's scores: t_pos = this quantile of positive scores, "
                                  "t_neg = 1 - this quantile of negative scores (e.g. 0.25; for weak scorers)"),
            "request_timeout": Flag(metavar="SECONDS", help="openai: seconds per request attempt"),
            "max_retries": Flag(help="openai: further attempts after a timeout, connection error, 429/5xx or a "
                                     "malformed answer; then the run stops")},
     epilog="example:\n  llmcse filter --in runs/sts3.jsonl --out runs/sts3.kept.jsonl --quantile 0.25\n"
+           "  llmcse filter --in runs/nli.jsonl --out runs/nli.kept.jsonl --quantile 0.25 --scoring yesno+cosine "
+           "--embedder prompteol:SmolLM2-135M-Instruct\n"
            "Resumable: scores are kept in <out>.scores.jsonl.",
 )

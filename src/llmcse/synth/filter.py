@@ -13,6 +13,14 @@
    - ``yesno``: 5 x P("Yes") to "do the two sentences mean the same thing?". A small model
      cannot use a 6-point rubric: on 200 STS-B train pairs the bundled SmolLM2-135M's expected
      rating has Spearman 0.06 with the gold scores, its P(Yes) 0.38 (benchmarks/results/scorers.md).
+   Or with an embedder instead of (or beside) the LLM:
+   - ``cosine``: 5 x the cosine of the two texts under ``embedder`` (clipped at 0), MultiCSR's
+     batch-level signal used per pair. With a small LLM it is the better judge: on a labelled probe
+     the PromptEOL SmolLM2-135M cosine has Spearman 0.74 with STS-B train gold, SmolLM2's P(Yes)
+     0.34 (benchmarks/results/judges.md).
+   - ``yesno+cosine``: both, combined as 5 x the mean of their percentile ranks among this run's
+     scores (all fields pooled, so "positive above negative" compares across them): no weights
+     to fit, and the two judges' errors differ (SNLI ordering 0.85 vs 0.77 / 0.805 alone).
 3. Rules (MultiCSR): keep if positive >= t_pos, negative <= t_neg and positive > negative;
    for sts3 also positive >= intermediate >= negative. A weak scorer's scores are compressed
    into a narrow band, so fixed thresholds keep all or nothing; ``quantile`` q instead sets
@@ -59,7 +67,8 @@ SCORE_DEMOS = (
 DIGITS = ["0", "1", "2", "3", "4", "5"]
 SAME_MEANING = ("Sentence 1: {a}\nSentence 2: {b}\nDo the two sentences mean the same thing? "
                 "Answer Yes or No.")  # no demos: with SmolLM2-135M they lowered Spearman (0.38 -> 0.28)
-SCORINGS = ("yesno", "rating")
+SCORINGS = ("yesno", "rating", "cosine", "yesno+cosine")
+LLM_SCORINGS = ("yesno", "rating")  # the components an LLM computes; "cosine" is the embedder's
 
 
 @dataclass
@@ -67,7 +76,8 @@ class FilterConfig:
     input: str = "generated.jsonl"
     out: str = "kept.jsonl"
     llm: str | None = "hf:SmolLM2-135M-Instruct"  # None: cheap checks only
-    scoring: str = "yesno"  # yesno | rating (see the module docstring)
+    scoring: str = "yesno"  # yesno | rating | cosine | yesno+cosine (see the module docstring)
+    embedder: str | None = None  # cosine scoring: any llmcse embedder spec, e.g. the model you will train
     t_pos: float = 3.0  # MultiCSR: keep positives scored >= 3
     t_neg: float = 3.0  # ... and negatives scored <= 3
     quantile: float | None = None  # set t_pos / t_neg from this run's score quantiles instead
@@ -129,8 +139,8 @@ def score_pairs_with_method(llm: LLM, pairs: list[tuple[str, str]],
                             scoring: str = "yesno") -> tuple[list[float | None], str]:
     """(scores, method): ``logprobs`` (expected score from next-token probabilities), ``sampled-k8``
     (the server gives no logprobs: mean of 8 sampled answers) or ``greedy`` (one answer)."""
-    if scoring not in SCORINGS:
-        raise LlmcseError(f"unknown scoring {scoring!r}; choose one of {list(SCORINGS)}")
+    if scoring not in LLM_SCORINGS:
+        raise LlmcseError(f"unknown LLM scoring {scoring!r}; choose one of {list(LLM_SCORINGS)}")
     if scoring == "yesno":
         prompts = [yesno_messages(a, b) for a, b in pairs]
         choices, values, max_new_tokens, parse = ["Yes", "No"], [5.0, 0.0], 3, _yes_or_no
@@ -149,6 +159,15 @@ def score_pairs_with_method(llm: LLM, pairs: list[tuple[str, str]],
         return [None if row is None else round(sum(v * p for v, p in zip(values, row)), 4) for row in rows], "logprobs"
     outputs = llm.generate(prompts, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0))
     return [parse(text) for text in outputs], "greedy"
+
+
+def cosine_scores(model, pairs: list[tuple[str, str]]) -> list[float]:
+    """0-5 per pair: 5 x the cosine of the two texts' embeddings, clipped at 0. Each distinct text
+    is embedded once (a seed is in every one of its record's pairs)."""
+    texts = list(dict.fromkeys(t for pair in pairs for t in pair))
+    row = {t: i for i, t in enumerate(texts)}
+    emb = model.encode(texts, normalize_embeddings=True, batch_size=32, show_progress_bar=False)  # (texts, dim)
+    return [round(5.0 * max(0.0, float(emb[row[a]] @ emb[row[b]])), 4) for a, b in pairs]
 
 
 def _sampled_scores(llm: LLM, prompts: list, max_new_tokens: int, parse) -> list[float | None]:
@@ -236,13 +255,22 @@ def scores_path(out: Path) -> Path:
     return out.with_name(out.stem + ".scores.jsonl")
 
 
-def score_chunk(chunk: list[dict], cfg: FilterConfig, llm: LLM | None, scorer: str | None) -> list[dict]:
-    """The scores rows of one chunk of records: cheap check, then (if it passed and there is an LLM) scores."""
-    rows = [{"id": r["id"], "scorer": scorer, "scoring": cfg.scoring, "cheap": cheap_check(r, cfg), "scores": None}
+def score_chunk(chunk: list[dict], cfg: FilterConfig, model, scorer: str | None,
+                scoring: str | None = None) -> list[dict]:
+    """The scores rows of one chunk of records for one scoring (``cfg.scoring`` or one component of
+    it): cheap check, then (if it passed and there is a model: the LLM, or the embedder for
+    ``cosine``) scores."""
+    scoring = scoring or cfg.scoring
+    rows = [{"id": r["id"], "scorer": scorer, "scoring": scoring, "cheap": cheap_check(r, cfg), "scores": None}
             for r in chunk]
-    to_score = [(r, row) for r, row in zip(chunk, rows) if row["cheap"] is None and llm is not None]
+    to_score = [(r, row) for r, row in zip(chunk, rows) if row["cheap"] is None and model is not None]
     pairs = [(r["seed"], r[f]) for r, _ in to_score for f in RECIPE_FIELDS[r["recipe"]]]
-    scores, method = score_pairs_with_method(llm, pairs, cfg.scoring) if pairs else ([], None)
+    if not pairs:
+        scores, method = [], None
+    elif scoring == "cosine":
+        scores, method = cosine_scores(model, pairs), "cosine"
+    else:
+        scores, method = score_pairs_with_method(model, pairs, scoring)
     flat = iter(scores)
     for r, row in to_score:
         row["scores"] = {f: next(flat) for f in RECIPE_FIELDS[r["recipe"]]}
@@ -250,51 +278,132 @@ def score_chunk(chunk: list[dict], cfg: FilterConfig, llm: LLM | None, scorer: s
     return rows
 
 
+def check_scoring(cfg: FilterConfig) -> list[str]:
+    """The scoring's components, after checking that what they need is configured."""
+    if cfg.scoring not in SCORINGS:
+        raise LlmcseError(f"unknown scoring {cfg.scoring!r}; choose one of {list(SCORINGS)}")
+    components = cfg.scoring.split("+")
+    if "cosine" in components and not cfg.embedder:
+        raise LlmcseError(f"scoring {cfg.scoring!r} needs an embedder: --embedder MODEL (e.g. the model you will "
+                          "train: prompteol:SmolLM2-135M-Instruct, or all-MiniLM-L6-v2)")
+    if len(components) > 1 and not cfg.llm:
+        raise LlmcseError(f"scoring {cfg.scoring!r} needs an LLM for its {components[0]!r} part (--llm); "
+                          "--scoring cosine needs none")
+    return components
+
+
 def run_filter(cfg: FilterConfig, llm: LLM | None = None, show_progress_bar: bool | None = None, *,
                executor: str | None = None, ray_address: str | None = None, actors: int | None = None) -> dict:
     """Score the records not yet scored, then decide every record; return the report (also written).
+
+    Each component of the scoring (``yesno+cosine``: the LLM's yes/no, then the embedder's cosine)
+    is scored and stored on its own, so a run resumes per component and reuses rows a run with
+    one component already wrote.
 
     ``executor="ray"``: the records are cut into fixed shards (``<out>.shards/``) that ``actors`` Ray
     actors score, each loading the scorer once (``llmcse.synth.scaleout``); their rows are appended
     to ``<out>.scores.jsonl`` in input order. ``None`` (all three): the current
     ``llmcse.utils.executor.using(...)`` scope's settings, else this process.
     """
-    from llmcse.llm import load_llm, transport_options
     from llmcse.utils.executor import resolve
-    from llmcse.utils.progress import progress_enabled
 
     executor, ray_address, actors = resolve(executor, ray_address, actors)
     in_path, out = Path(cfg.input), Path(cfg.out)
     records = read_jsonl(in_path)
     _validate(records, in_path)
-    if cfg.scoring not in SCORINGS:
-        raise LlmcseError(f"unknown scoring {cfg.scoring!r}; choose one of {list(SCORINGS)}")
-    scorer = None if not cfg.llm else redact_spec(cfg.llm if llm is None else llm.spec)  # saved: no credentials
+    components = check_scoring(cfg)
     scores_file = AppendOnlyJsonl(scores_path(out))
-    # A scores row counts only for the scorer that made it: change the scorer and records are rescored.
-    scored = {r["id"]: r for r in scores_file.read() if (r.get("scorer"), r.get("scoring")) == (scorer, cfg.scoring)}
-    pending = [r for r in records if r["id"] not in scored]
     started = time.perf_counter()
-    if executor == "ray" and pending:
-        scores_file.append(_filter_on_ray(cfg, records, set(scored), llm, scorer, ray_address=ray_address,
-                                          actors=actors, show_progress_bar=show_progress_bar))
-        scored = {r["id"]: r for r in scores_file.read() if (r.get("scorer"), r.get("scoring")) == (scorer, cfg.scoring)}
-        pending = []
-    if pending and cfg.llm and llm is None:
-        llm = load_llm(cfg.llm, **transport_options(cfg.llm, cfg.request_timeout, cfg.max_retries))
-    bar = tqdm(total=len(records), initial=len(records) - len(pending), unit="rec", desc="filter",
-               disable=not progress_enabled(show_progress_bar))
-    for start in range(0, len(pending), cfg.chunk_size):
-        chunk = pending[start:start + cfg.chunk_size]
-        rows = score_chunk(chunk, cfg, llm, scorer)
-        scores_file.append(rows)
-        scored.update((row["id"], row) for row in rows)
-        bar.update(len(chunk))
-    bar.close()
+    by_component = {}
+    for component in components:
+        by_component[component] = _score_component(
+            cfg, records, component, llm if component in LLM_SCORINGS else None, scores_file, show_progress_bar,
+            executor=executor, ray_address=ray_address, actors=actors)
+    scored = combine_components(records, by_component, cfg)
     report = decide_all(records, scored, cfg, out)
     report["seconds_this_run"] = round(time.perf_counter() - started, 1)
     atomic_write_json(report_path(out), report)
     return report
+
+
+def _scorer_name(cfg: FilterConfig, component: str, llm: LLM | None) -> str | None:
+    """Who made a scores row (saved: no credentials). A row counts only for its scorer and scoring:
+    change either and records are rescored."""
+    if component == "cosine":
+        return redact_spec(cfg.embedder)
+    return None if not cfg.llm else redact_spec(cfg.llm if llm is None else llm.spec)
+
+
+def _load_scorer(cfg: FilterConfig, component: str):
+    if component == "cosine":
+        from llmcse.embed.models import load_embedder
+
+        return load_embedder(cfg.embedder)
+    from llmcse.llm import load_llm, transport_options
+
+    return load_llm(cfg.llm, **transport_options(cfg.llm, cfg.request_timeout, cfg.max_retries))
+
+
+def _score_component(cfg: FilterConfig, records: list[dict], component: str, model, scores_file: AppendOnlyJsonl,
+                     show_progress_bar: bool | None, *, executor: str, ray_address: str | None,
+                     actors: int) -> dict[str, dict]:
+    """Every record's scores row for one component: stored rows, then the missing ones scored and appended."""
+    from llmcse.utils.progress import progress_enabled
+
+    scorer = _scorer_name(cfg, component, model)
+    key = (scorer, component)
+    scored = {r["id"]: r for r in scores_file.read() if (r.get("scorer"), r.get("scoring")) == key}
+    pending = [r for r in records if r["id"] not in scored]
+    if executor == "ray" and pending:
+        scores_file.append(_filter_on_ray(cfg, records, set(scored), model, scorer, component, ray_address=ray_address,
+                                          actors=actors, show_progress_bar=show_progress_bar))
+        scored = {r["id"]: r for r in scores_file.read() if (r.get("scorer"), r.get("scoring")) == key}
+        pending = []
+    if pending and scorer is not None and model is None:
+        model = _load_scorer(cfg, component)
+    bar = tqdm(total=len(records), initial=len(records) - len(pending), unit="rec",
+               desc="filter" if component == cfg.scoring else f"filter ({component})",
+               disable=not progress_enabled(show_progress_bar))
+    for start in range(0, len(pending), cfg.chunk_size):
+        chunk = pending[start:start + cfg.chunk_size]
+        rows = score_chunk(chunk, cfg, model, scorer, component)
+        scores_file.append(rows)
+        scored.update((row["id"], row) for row in rows)
+        bar.update(len(chunk))
+    bar.close()
+    return scored
+
+
+def combine_components(records: list[dict], by_component: dict[str, dict[str, dict]],
+                       cfg: FilterConfig) -> dict[str, dict]:
+    """One scores row per record. One component: its rows as they are. Several: per component, each
+    score's percentile rank among all of this run's scores of that component (every field pooled),
+    and the record's score per field = 5 x the mean of those ranks; the parts stay in ``components``."""
+    if len(by_component) == 1:
+        return next(iter(by_component.values()))
+    from scipy.stats import rankdata  # lazily: `llmcse --help` imports this module
+
+    ranks: dict[str, dict[tuple[str, str], float]] = {}
+    for component, rows in by_component.items():
+        cells = [((r["id"], f), v) for r in records if (s := rows[r["id"]]["scores"])
+                 for f, v in s.items() if v is not None]
+        pct = rankdata([v for _, v in cells]) / len(cells) if cells else []
+        ranks[component] = {cell: float(p) for (cell, _), p in zip(cells, pct)}
+    merged = {}
+    for r in records:
+        parts = {c: rows[r["id"]] for c, rows in by_component.items()}
+        first = next(iter(parts.values()))
+        row = {"id": r["id"], "scorer": "+".join(str(p["scorer"]) for p in parts.values()), "scoring": cfg.scoring,
+               "cheap": first["cheap"], "scores": None,
+               "method": "+".join(str(p.get("method")) for p in parts.values())}
+        if first["cheap"] is None:
+            fields = RECIPE_FIELDS[r["recipe"]]
+            row["components"] = {c: p["scores"] for c, p in parts.items()}
+            row["scores"] = {f: None if any((r["id"], f) not in ranks[c] for c in parts)
+                             else round(5.0 * sum(ranks[c][(r["id"], f)] for c in parts) / len(parts), 4)
+                             for f in fields}
+        merged[r["id"]] = row
+    return merged
 
 
 def decide_all(records: list[dict], scored: dict[str, dict], cfg: FilterConfig, out: Path) -> dict:
@@ -313,6 +422,7 @@ def decide_all(records: list[dict], scored: dict[str, dict], cfg: FilterConfig, 
                                                                         "scoring": row["scoring"],
                                                                         "scoring_method": row.get("method")}
         record = {**r, **({"scores": row["scores"]} if row["scores"] is not None else {}),
+                  **({"score_components": row["components"]} if row.get("components") else {}),
                   "filter": {"kept": reason is None, "reason": reason, **info}}
         (kept if reason is None else dropped).append(record)
     _write_jsonl(out, kept)
@@ -363,9 +473,10 @@ class FilterShardWorker:
     """Scores one shard of records per call, chunk by chunk as ``run_filter`` does, appending each
     chunk's scores rows to the shard's file."""
 
-    def __init__(self, cfg: FilterConfig, source, scorer: str | None):
-        self.cfg, self.scorer = cfg, scorer
-        self.llm = source() if source else None  # the scorer loads here, once per actor
+    def __init__(self, cfg: FilterConfig, source, scorer: str | None, scoring: str | None = None):
+        self.cfg, self.scorer, self.scoring = cfg, scorer, scoring or cfg.scoring
+        # the scorer loads here, once per actor: the LLM, or the embedder for cosine
+        self.model = _load_scorer(cfg, "cosine") if self.scoring == "cosine" else source() if source else None
 
     def __call__(self, task: dict) -> dict:
         from llmcse.synth.scaleout import open_shard_file
@@ -376,24 +487,27 @@ class FilterShardWorker:
         for offset in range(0, len(task["records"]), size):
             chunk = [r for r in task["records"][offset:offset + size] if r["id"] not in have]
             if chunk:
-                file.append(score_chunk(chunk, self.cfg, self.llm, self.scorer))
+                file.append(score_chunk(chunk, self.cfg, self.model, self.scorer, self.scoring))
                 items += len(chunk)
         return {"items": items}
 
 
-def _filter_on_ray(cfg: FilterConfig, records: list[dict], scored: set[str], llm: LLM | None, scorer: str | None, *,
-                   ray_address: str | None, actors: int, show_progress_bar: bool | None = None) -> list[dict]:
-    """Score the records whose id is not in ``scored`` on Ray; their scores rows, in input order."""
+def _filter_on_ray(cfg: FilterConfig, records: list[dict], scored: set[str], llm: LLM | None, scorer: str | None,
+                   scoring: str | None = None, *, ray_address: str | None, actors: int,
+                   show_progress_bar: bool | None = None) -> list[dict]:
+    """Score the records whose id is not in ``scored`` on Ray for ``scoring`` (``cfg.scoring`` or one
+    of its components); their scores rows, in input order."""
     import functools
 
     from llmcse.synth.scaleout import llm_source, run_on_ray, shard_folder, shard_rows
     from llmcse.utils.io import file_md5
     from llmcse.utils.shards import auto_shard_size, prepare_manifest
 
-    out = Path(cfg.out)
-    source = llm_source(llm, cfg.llm, cfg.request_timeout, cfg.max_retries, actors) if cfg.llm else None
+    out, scoring = Path(cfg.out), scoring or cfg.scoring
+    uses_llm = bool(cfg.llm) and scoring in LLM_SCORINGS
+    source = llm_source(llm, cfg.llm, cfg.request_timeout, cfg.max_retries, actors) if uses_llm else None
     folder = shard_folder(out)
-    identity = {"kind": "llmcse-filter", "input_md5": file_md5(cfg.input), "scorer": scorer, "scoring": cfg.scoring,
+    identity = {"kind": "llmcse-filter", "input_md5": file_md5(cfg.input), "scorer": scorer, "scoring": scoring,
                 "chunk_size": cfg.chunk_size, "cheap": [cfg.max_positive_overlap, cfg.min_positive_overlap,
                                                         cfg.min_negative_overlap]}
     manifest = prepare_manifest(folder, identity, len(records), auto_shard_size(len(records), cfg.chunk_size), ".jsonl")
@@ -406,7 +520,7 @@ def _filter_on_ray(cfg: FilterConfig, records: list[dict], scored: set[str], llm
             tasks.append({"index": s["index"], "path": str((folder / s["file"]).resolve()), "records": part,
                           "done": [r["id"] for r in part if r["id"] in scored]})
     logger.info("%d of %d record shards to score on Ray", len(tasks), len(manifest["shards"]))
-    run_on_ray(functools.partial(FilterShardWorker, cfg, source, scorer), tasks, folder, source, ray_address, actors,
+    run_on_ray(functools.partial(FilterShardWorker, cfg, source, scorer, scoring), tasks, folder, source, ray_address, actors,
                show_progress_bar, "filter shards")
     by_id = {row["id"]: row for rows in shard_rows(folder, manifest).values() for row in rows}
     return [by_id[r["id"]] for r in records if r["id"] not in scored and r["id"] in by_id]
