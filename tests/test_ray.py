@@ -295,6 +295,21 @@ def test_generate_and_filter_on_ray_write_what_one_process_writes_and_resume_fro
     assert records(scores_path(kept_two)) == records(scores_path(kept_one))
     assert records(kept_two) == records(kept_one) and records(dropped_path(kept_two)) == records(dropped_path(kept_one))
 
+    # --scoring cosine: each actor loads the embedder; the same cosine scores as one process
+    def cosine(out: Path, **kwargs) -> list[dict]:
+        cfg = FilterConfig(input=str(one), out=str(out), llm=None, scoring="cosine", embedder="all-MiniLM-L6-v2",
+                           chunk_size=2, min_positive_overlap=0.0, min_negative_overlap=0.0)
+        run_filter(cfg, show_progress_bar=False, **kwargs)
+        return records(scores_path(out))
+
+    local = cosine(tmp_path / "c1.jsonl")
+    done, on_ray = run_bounded(lambda: cosine(tmp_path / "c2.jsonl", executor="ray", actors=2), 600)
+    assert done and [r["id"] for r in on_ray] == [r["id"] for r in local]
+    graded = [(a["scores"], b["scores"]) for a, b in zip(local, on_ray) if a["scores"]]
+    assert len(graded) >= 4 and len({s["positive"] for s, _ in graded}) >= 4
+    for a, b in graded:
+        assert b == pytest.approx(a, abs=1e-3)
+
 
 RAY_RECIPE = """[run]
 name = "ray-run"
