@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -31,15 +29,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from llmcse.data.loaders import load_sts, load_triplets
-    from llmcse.data.paths import resolve_data_dir
+    from judges import measure, probe  # the same seeded probe and metrics as the judges table
     from llmcse.llm import load_llm
     from llmcse.synth.filter import LLM_SCORINGS, score_pairs
 
-    data = resolve_data_dir()
-    rng = random.Random(args.seed)
-    sts = rng.sample(load_sts(data / "sts" / "stsb_train.tsv"), args.n)
-    triplets = rng.sample(load_triplets(data / "nli" / "triplets.tsv"), args.n)
+    sts, triplets, _ = probe(args.n, args.seed, None)
     llm = load_llm(args.llm)
     rows = []
     for scoring in LLM_SCORINGS:
@@ -47,18 +41,10 @@ def main() -> None:
         sts_scores = score_pairs(llm, [(p.sentence1, p.sentence2) for p in sts], scoring)
         ent = score_pairs(llm, [(t.anchor, t.positive) for t in triplets], scoring)
         con = score_pairs(llm, [(t.anchor, t.negative) for t in triplets], scoring)
-        seconds = time.perf_counter() - t0
-        ok = [(s, p.score) for s, p in zip(sts_scores, sts) if s is not None]
-        rows.append({
-            "scoring": scoring,
-            "stsb_train_spearman": round(100 * spearmanr([s for s, _ in ok], [g for _, g in ok])[0], 2),
-            "snli_entailment_above_contradiction": round(float(np.mean([e > c for e, c in zip(ent, con)
-                                                                        if e is not None and c is not None])), 4),
-            "score_quantiles_10_50_90": [round(float(q), 3) for q in np.quantile([s for s, _ in ok], [0.1, 0.5, 0.9])],
-            "unparseable": sum(s is None for s in sts_scores + ent + con),
-            "seconds": round(seconds, 1),
-        })
-        print(rows[-1])
+        row = measure(scoring, sts_scores, ent, con, sts, time.perf_counter() - t0)
+        graded = [s for s in sts_scores if s is not None]
+        rows.append({"scoring": scoring, **{k: v for k, v in row.items() if k != "judge"},
+                     "score_quantiles_10_50_90": [round(float(q), 3) for q in np.quantile(graded, [0.1, 0.5, 0.9])]})
     result = {"llm": args.llm, "n": args.n, "seed": args.seed,
               "command": f"python benchmarks/scorers.py --llm {args.llm} --n {args.n} --seed {args.seed}", "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
