@@ -46,3 +46,27 @@ def test_combined_parts_average_each_group_over_all_its_tasks(training, tmp_path
     combined = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert combined["averages"] == {"sts": pytest.approx(10.0 * (len(sts) + 1) / 2)}
     assert set(combined["tasks"]) == set(sts) and combined["combined_from"] == ["part0/results.json", "part1/results.json"]
+
+
+def test_issue_23_rows_train_the_budgets_steps_and_the_500_seen_triplets(training, tmp_path, monkeypatch, tiny_data_dir):
+    """A repeat row gets the epochs that make the same 80 steps as every 2,560-row run; the 500-triplet row
+    trains on exactly the triplets.tsv lines the record-pairs report lists, in its order."""
+    import math
+
+    monkeypatch.setattr(training, "RUNS", tmp_path)
+    monkeypatch.setenv("LLMCSE_DATA", str(tiny_data_dir))
+    report = tmp_path / "seen.report.json"
+    report.write_text(json.dumps({"sources": ["triplets.tsv:4", "triplets.tsv:2"]}), encoding="utf-8")
+    monkeypatch.setattr(training, "GENERATED", tmp_path)
+    monkeypatch.setitem(training.ROWS, "sup-simcse-500", ("sup-simcse", "seen:seen.report.json"))
+    lines = ["sent0\tsent1\thard_neg"] + [f"premise {i}\tentailed {i}\tcontradicted {i}" for i in range(5)]
+    (tiny_data_dir / "nli").mkdir()
+    (tiny_data_dir / "nli" / "triplets.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = training.data_path("seen:seen.report.json")
+    assert path.read_text(encoding="utf-8").splitlines() == [lines[0], lines[3], lines[1]]
+    assert training.data_rows("sup-simcse-500") == 2 and training.has_enough_rows("sup-simcse-500", 2560)
+    for rows in (500, 1267, 1503):  # steps per epoch x epochs = the budget's 80 steps
+        monkeypatch.setattr(training, "data_rows", lambda row, n=rows: n)
+        epochs = training.epochs_for("synth-nli-judged", 2560)
+        assert math.ceil(epochs * math.ceil(rows / training.BATCH) - 1e-9) == 2560 // training.BATCH
+    assert training.epochs_for("synth-nli", 2560) == 1  # not a repeat row: never repeated
