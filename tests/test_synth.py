@@ -230,6 +230,12 @@ def test_filter_runs_cheap_checks_then_llm_scores_and_reports_reasons(tmp_path):
     # tighter thresholds re-decide from the stored scores without asking the LLM again
     strict = run_filter(FilterConfig(input=cfg.input, out=cfg.out, scoring="rating", t_pos=4.5), llm=FakeLLM(responder=scorer))
     assert strict["kept"] == 0 and strict["dropped_by_reason"]["positive_score_low"] == 1 and len(calls) == 2
+    # other overlap settings: the two records the checks cut before scoring are scored now, not left cut
+    loose = run_filter(FilterConfig(input=cfg.input, out=cfg.out, scoring="rating", min_positive_overlap=0.0,
+                                    max_positive_overlap=1.01), llm=FakeLLM(responder=scorer))
+    assert loose["dropped_by_reason"] == {"score_unparseable": 2} and len(calls) == 6  # their answers: "five?"
+    again = run_filter(cfg, llm=FakeLLM(responder=scorer))  # and back: the checks decide again, nothing rescored
+    assert again["dropped_by_reason"] == {"positive_near_copy": 1, "positive_off_topic": 1} and len(calls) == 6
 
 
 def test_yesno_scoring_and_quantile_thresholds_for_a_weak_scorer(tmp_path):

@@ -351,13 +351,21 @@ def _score_component(cfg: FilterConfig, records: list[dict], component: str, mod
     from llmcse.utils.progress import progress_enabled
 
     scorer = _scorer_name(cfg, component, model)
-    key = (scorer, component)
-    scored = {r["id"]: r for r in scores_file.read() if (r.get("scorer"), r.get("scoring")) == key}
+    cheap = {r["id"]: cheap_check(r, cfg) for r in records}
+
+    def stored() -> dict[str, dict]:
+        # a row counts for its scorer and scoring, and only while its cheap verdict is today's: with other
+        # overlap settings a record that was cut before scoring must now be scored (and one that now fails
+        # is decided by the check)
+        return {r["id"]: r for r in scores_file.read() if (r.get("scorer"), r.get("scoring")) == (scorer, component)
+                and r["id"] in cheap and r.get("cheap") == cheap[r["id"]]}
+
+    scored = stored()
     pending = [r for r in records if r["id"] not in scored]
     if executor == "ray" and pending:
         scores_file.append(_filter_on_ray(cfg, records, set(scored), model, scorer, component, ray_address=ray_address,
                                           actors=actors, show_progress_bar=show_progress_bar))
-        scored = {r["id"]: r for r in scores_file.read() if (r.get("scorer"), r.get("scoring")) == key}
+        scored = stored()
         pending = []
     if pending and scorer is not None and model is None:
         model = _load_scorer(cfg, component)
