@@ -25,7 +25,9 @@ and ``training_<base>_rfd.png``.
 
 Issue 23's rows (``--rows``, not in the default set): sup-simcse on the 500 human triplets the seeded generator
 was tuned on, and the seeded generator's NLI records raw / yes-no filtered / yes-no + cosine judged; a row
-with fewer rows than ``--pairs`` repeats them for the same number of steps (500 triplets: 5 epochs).
+with fewer rows than ``--pairs`` repeats them for the same number of steps (500 triplets: 5 epochs); and those 500
+human triplets + 2,060 of the seeded generator's records (``mix-500-seeded``). ``--base smollm2-fp32`` is the SmolLM2
+setup in float32, for a CPU without bf16 instructions (its own table).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import random
 import shutil
 import statistics
 import subprocess
@@ -63,6 +66,9 @@ ROWS = {
     "synth-nli-seeded": ("synth-nli", "nli_seeded_smollm2.jsonl"),
     "multicsr-seeded": ("multicsr", "nli_seeded_smollm2.kept.jsonl"),
     "synth-nli-judged": ("synth-nli", "nli_seeded_smollm2.judged.jsonl"),
+    # what the owner of 500 labelled triplets gets by adding generated ones: those 500 + the first 2,060 raw records
+    # of the seeded generator (the same records the synth-nli-seeded row starts with), shuffled together
+    "mix-500-seeded": ("sup-simcse", "mix:nli_seeded_smollm2.generator_pairs.report.json+nli_seeded_smollm2.jsonl:2060"),
 }
 DEFAULT_ROWS = ("unsup-simcse", "sup-simcse", "synth-nli", "ngcse", "multicsr")  # the issue-5 table
 # Rows that may repeat their data to fill the budget (more epochs, the same steps as every row), because a
@@ -80,6 +86,11 @@ BASES = {
                 # gradient checkpointing: same gradients, ~12 GB -> ~3.5 GB per triplet step, so two runs fit in 24 GB
                 ["lora_r=8", "lr=2e-4", "max_seq_length=64", "eval_steps=9", "eval_max_pairs=300", "dtype=bfloat16",
                  "gradient_checkpointing=true"], "bfloat16"),
+    # the same in float32, for a CPU without bf16 instructions (bf16 is emulated there, ~10x slower): its own table,
+    # since its rows are not comparable with the bf16 rows to the last decimal
+    "smollm2-fp32": ("prompteol:SmolLM2-135M-Instruct",
+                     ["lora_r=8", "lr=2e-4", "max_seq_length=64", "eval_steps=9", "eval_max_pairs=300", "dtype=float32",
+                      "gradient_checkpointing=true"], None),
 }
 # The untrained SmolLM2 PromptEOL embedder is prompteol.md's "PromptEOL" row: the same model, dtype, STS
 # tasks and 1,000-row transfer probe, so its two committed results make the base row (no second eval)
@@ -96,6 +107,10 @@ def data_path(spec: str) -> Path:
         return resolve_data_dir() / spec.removeprefix("shared:")
     if spec.startswith("seen:"):
         return seen_triplets(GENERATED / spec.removeprefix("seen:"))
+    if spec.startswith("mix:"):
+        report, rest = spec.removeprefix("mix:").split("+")
+        generated, n = rest.rsplit(":", 1)
+        return mixed_triplets(seen_triplets(GENERATED / report), data_path(generated), int(n))
     path = GENERATED / spec
     gz = path.with_name(path.name + ".gz")
     if not path.is_file() and gz.is_file():  # raw generations are committed gzipped
@@ -113,6 +128,24 @@ def seen_triplets(report: Path) -> Path:
     out = RUNS / "data" / (report.name.removesuffix(".report.json") + ".tsv")
     out.parent.mkdir(parents=True, exist_ok=True)
     text = "\n".join([lines[0], *(lines[int(src.rsplit(":", 1)[1]) - 1] for src in sources)]) + "\n"
+    if not out.is_file() or out.read_text(encoding="utf-8") != text:
+        out.write_text(text, encoding="utf-8")
+    return out
+
+
+def mixed_triplets(human: Path, generated: Path, n: int) -> Path:
+    """The human triplets TSV + the first n generated records as (seed, positive, negative), shuffled (seed 0)
+    into one triplets TSV (git-ignored, like the human rows it holds)."""
+    from llmcse.utils.jsonl import read_jsonl
+
+    lines = human.read_text(encoding="utf-8").splitlines()
+    records = [r for _, r in zip(range(n), read_jsonl(generated))]
+    if len(records) < n:
+        sys.exit(f"{generated} has {len(records)} records; the mix needs {n}")
+    rows = lines[1:] + ["\t".join(" ".join(r[k].split()) for k in ("seed", "positive", "negative")) for r in records]
+    random.Random(0).shuffle(rows)
+    out = RUNS / "data" / f"mix_{human.stem}+{generated.stem}_{n}.tsv"
+    text = "\n".join([lines[0], *rows]) + "\n"
     if not out.is_file() or out.read_text(encoding="utf-8") != text:
         out.write_text(text, encoding="utf-8")
     return out
@@ -351,6 +384,7 @@ def build_table() -> dict:
         model, _, dtype = BASES[base]
         settings = train_settings(base, pairs)
         budget = "" if pairs == PAIRS else f", {pairs:,} training rows ({pairs // BATCH} steps)"
+        budget += ", float32 (a CPU without bf16)" if base.endswith("-fp32") else ""
         lines += [f"## Base: {model}{budget}", "", f"Train settings: `{' '.join(settings)}`; eval dtype {dtype or 'float32'}.", "",
                   "| row | data | STS avg | STS-B | transfer avg | RFD align | RFD unif | dev before → after | masked FN | seeds | train s |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -391,6 +425,8 @@ def build_table() -> dict:
               "python benchmarks/training.py --base smollm2 --pairs 2560 --rows sup-simcse,ngcse --seeds 43,44  # --eval-workers 2 on a free core",
               "python benchmarks/training.py --base smollm2 --pairs 2560 --rows sup-simcse-500,synth-nli-seeded,multicsr-seeded,"
               "synth-nli-judged  # issue 23",
+              "python benchmarks/training.py --base smollm2-fp32 --pairs 2560 --rows sup-simcse-500 --seeds 42  # issue 23 on an "
+              "AVX2-only CPU, one row per process (OMP_NUM_THREADS=1), rows: sup-simcse-500, synth-nli-judged, ...",
               "```", "Each run's exact `llmcse train/eval/rfd` commands are printed by the script; the settings are above."]
     notes = RESULTS / "training_notes.md"
     if notes.is_file():

@@ -70,3 +70,24 @@ def test_issue_23_rows_train_the_budgets_steps_and_the_500_seen_triplets(trainin
         epochs = training.epochs_for("synth-nli-judged", 2560)
         assert math.ceil(epochs * math.ceil(rows / training.BATCH) - 1e-9) == 2560 // training.BATCH
     assert training.epochs_for("synth-nli", 2560) == 1  # not a repeat row: never repeated
+
+
+def test_the_mix_row_holds_the_seen_human_triplets_and_the_first_n_generated_records(training, tmp_path, monkeypatch,
+                                                                                      tiny_data_dir):
+    monkeypatch.setattr(training, "RUNS", tmp_path)
+    monkeypatch.setattr(training, "GENERATED", tmp_path)
+    monkeypatch.setenv("LLMCSE_DATA", str(tiny_data_dir))
+    (tmp_path / "seen.report.json").write_text(json.dumps({"sources": ["triplets.tsv:3"]}), encoding="utf-8")
+    (tiny_data_dir / "nli").mkdir()
+    (tiny_data_dir / "nli" / "triplets.tsv").write_text(
+        "sent0\tsent1\thard_neg\nh0\te0\tc0\nh1\te1\tc1\n", encoding="utf-8")
+    records = [{"seed": f"seed {i}", "positive": f"pos\t{i}", "negative": f"neg {i}"} for i in range(4)]
+    (tmp_path / "gen.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+    path = training.data_path("mix:seen.report.json+gen.jsonl:2")
+    from llmcse.data.loaders import load_triplets
+
+    rows = sorted(tuple(t) for t in load_triplets(path))
+    assert rows == [("h1", "e1", "c1"), ("seed 0", "pos 0", "neg 0"), ("seed 1", "pos 1", "neg 1")]  # tab inside: one space
+    with pytest.raises(SystemExit, match="has 4 records; the mix needs 5"):
+        training.data_path("mix:seen.report.json+gen.jsonl:5")
