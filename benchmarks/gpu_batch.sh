@@ -12,6 +12,9 @@
 #   C  issue 23: tune SmolLM2 on 500 human NLI triplets (seeded generator) -> generate from every
 #      Wikipedia seed -> filter (SmolLM2 judge) -> pairs from the kept records -> tune again
 #      (self-instruct) -> generate -> filter
+#   d  issue 23: the training head-to-head (benchmarks/training.py --base smollm2 --pairs 2560), seeds 42-44
+#   e  issue 23: the self-instruct generator from every seed (twice: >= 10,000 records), judged, its rows
+# LANES="d e" picks lanes (default "a b c"); the device setup: benchmarks/gpu_prepare.sh, benchmarks/gpu_setup.sh.
 # Every step is resumable and stops cleanly (SIGINT) at the deadline; results are packed into
 # $OUT (or runs/gpu_batch/) every minute. The tuned generators come back as rank-16 float16
 # factors of (tuned - base) weights (benchmarks/lowrank.py), the merged folders being 540 MB each.
@@ -85,6 +88,40 @@ lane_c() {
   step c-gen-si llmcse generate $GEN --llm hf:runs/gen23/gen-si --out runs/gen23/nli_si.jsonl &&
   step c-filter-si llmcse filter --in runs/gen23/nli_si.jsonl --out runs/gen23/nli_si.kept.jsonl $FILT
 }
+# Issue 23's head-to-head (benchmarks/training.py, the bf16 SmolLM2 base, 2,560 rows = 80 steps): every data set
+# at seed 42, five processes side by side; then seeds 43 and 44 of each, as the deadline allows.
+H2H_ROWS="sup-simcse-500 synth-nli-seeded multicsr-seeded synth-nli-judged mix-500-seeded"
+lane_d() {
+  local seed row
+  for seed in 42 43 44; do
+    for row in $H2H_ROWS; do
+      step d-$row-$seed python3 benchmarks/training.py --base smollm2 --pairs 2560 --rows $row --seeds $seed &
+    done
+    wait
+  done
+}
+# Issue 23 scope 5 and the self-instruct rows: the self-instruct generator (gen-si2) writes from every Wikipedia
+# seed twice (sampling seeds 1234 and 1235, two processes: >= 10,000 records), the first pass is judged (yes/no +
+# cosine, as the seeded set was), then the rows: raw (2,560), judged, and raw at 10,000 rows.
+lane_e() {
+  local gen="$GEN --llm hf:runs/gen23/gen-si2"
+  step e-gen-a llmcse generate $gen --seed 1234 --out runs/gen23/nli_si2.a.jsonl &
+  step e-gen-b llmcse generate $gen --seed 1235 --out runs/gen23/nli_si2.b.jsonl &
+  wait
+  step e-judge llmcse filter --in runs/gen23/nli_si2.a.jsonl --out runs/gen23/nli_si2.a.judged.jsonl $FILT \
+    --scoring yesno+cosine --embedder prompteol:SmolLM2-135M-Instruct || return 1
+  cat runs/gen23/nli_si2.a.jsonl runs/gen23/nli_si2.b.jsonl > benchmarks/data/nli_si_smollm2.jsonl
+  cp runs/gen23/nli_si2.a.judged.jsonl benchmarks/data/nli_si_smollm2.judged.jsonl
+  step e-si python3 benchmarks/training.py --base smollm2 --pairs 2560 --rows synth-nli-si --seeds 42 &
+  step e-si-judged python3 benchmarks/training.py --base smollm2 --pairs 2560 --rows synth-nli-si-judged --seeds 42 &
+  step e-si-10k python3 benchmarks/training.py --base smollm2 --pairs 10000 --rows synth-nli-si --seeds 42 &
+  wait
+}
+pack_de() {  # lanes d and e: the training results (small JSON files) and the self-instruct data, gzipped
+  tar czf "$OUT/.results-de.tgz" benchmarks/results/training benchmarks/results/training.md benchmarks/results/training.json \
+    runs/gen23/nli_si2.* runs/logs 2>/dev/null; mv "$OUT/.results-de.tgz" "$OUT/results-de.tgz"
+  return 0
+}
 pack() {  # results (no model folders, no checkpoints) + factors, each file under the 16 MiB return limit
   tar czf "$OUT/.results.tgz" --exclude='*.gen-r1' --exclude='gen-seeded' --exclude='gen-si' \
     --exclude='*.checkpoints' --exclude='*.shards' --exclude='*.pairs.jsonl' --exclude='*.prompteol' runs/retrieval runs/gen23 runs/logs 2>/dev/null &&
@@ -95,15 +132,16 @@ pack() {  # results (no model folders, no checkpoints) + factors, each file unde
   done
   return 0
 }
+LANES=${LANES:-a b c}   # lanes a-c: the batch of 2026-11-29; d, e: issue 23's head-to-head and self-instruct rows
+case " $LANES " in *" d "*|*" e "*) pack() { pack_de; } ;; esac
 packer() { while true; do sleep 60; pack; done; }
 
 mkdir -p runs/factors
 nvidia-smi --query-gpu=name,memory.used --format=csv 2>/dev/null | tee runs/logs/gpu.txt
 packer & PACKER=$!
-lane_a & PA=$!
-lane_b & PB=$!
-lane_c & PC=$!
-wait $PA $PB $PC
+PIDS=""
+for lane in $LANES; do lane_$lane & PIDS="$PIDS $!"; done
+wait $PIDS
 kill $PACKER 2>/dev/null
 pack
 echo "$(date +%T) done in $((SECONDS - START)) s" | tee -a runs/logs/steps.log

@@ -66,6 +66,10 @@ ROWS = {
     "synth-nli-seeded": ("synth-nli", "nli_seeded_smollm2.jsonl"),
     "multicsr-seeded": ("multicsr", "nli_seeded_smollm2.kept.jsonl"),
     "synth-nli-judged": ("synth-nli", "nli_seeded_smollm2.judged.jsonl"),
+    # after the self-instruct round (the seeded generator tuned again on its 1,503 judge-kept records): its records
+    # from every Wikipedia seed, two sampling passes (>= 10,000 for the 10,000-row budget), raw and judged
+    "synth-nli-si": ("synth-nli", "nli_si_smollm2.jsonl"),
+    "synth-nli-si-judged": ("synth-nli", "nli_si_smollm2.judged.jsonl"),
     # what the owner of 500 labelled triplets gets by adding generated ones: those 500 + the first 2,060 raw records
     # of the seeded generator (the same records the synth-nli-seeded row starts with), shuffled together
     "mix-500-seeded": ("sup-simcse", "mix:nli_seeded_smollm2.generator_pairs.report.json+nli_seeded_smollm2.jsonl:2060"),
@@ -73,7 +77,7 @@ ROWS = {
 DEFAULT_ROWS = ("unsup-simcse", "sup-simcse", "synth-nli", "ngcse", "multicsr")  # the issue-5 table
 # Rows that may repeat their data to fill the budget (more epochs, the same steps as every row), because a
 # small set is the point: 500 labelled pairs for 5 epochs is what their owner would train
-REPEAT_ROWS = ("sup-simcse-500", "multicsr-seeded", "synth-nli-judged")
+REPEAT_ROWS = ("sup-simcse-500", "multicsr-seeded", "synth-nli-judged", "synth-nli-si-judged")
 
 # base -> (model spec, llmcse train settings, llmcse eval/rfd dtype)
 BASES = {
