@@ -133,7 +133,8 @@ pack() {  # results (no model folders, no checkpoints) + factors, each file unde
   return 0
 }
 LANES=${LANES:-a b c}   # lanes a-c: the batch of 2026-11-29; d, e: issue 23's head-to-head and self-instruct rows
-case " $LANES " in *" d "*|*" e "*) pack() { pack_de; } ;; esac
+# lanes d, e: up to seven processes share the GPU and 16 cores (eval's transfer probes run on the CPU)
+case " $LANES " in *" d "*|*" e "*) pack() { pack_de; }; export OMP_NUM_THREADS=2 ;; esac
 packer() { while true; do sleep 60; pack; done; }
 
 mkdir -p runs/factors
