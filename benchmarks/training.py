@@ -122,6 +122,13 @@ def data_path(spec: str) -> Path:
     return path
 
 
+def write_if_changed(out: Path, text: str) -> Path:
+    """A derived data file, rewritten only when its content changes (its mtime stays for resumed runs)."""
+    if not out.is_file() or out.read_text(encoding="utf-8") != text:
+        out.write_text(text, encoding="utf-8")
+    return out
+
+
 def seen_triplets(report: Path) -> Path:
     """The human triplets a record-pairs report lists (``triplets.tsv:LINE``), as a triplets TSV (git-ignored:
     shared data is not committed), in the report's order."""
@@ -132,9 +139,7 @@ def seen_triplets(report: Path) -> Path:
     out = RUNS / "data" / (report.name.removesuffix(".report.json") + ".tsv")
     out.parent.mkdir(parents=True, exist_ok=True)
     text = "\n".join([lines[0], *(lines[int(src.rsplit(":", 1)[1]) - 1] for src in sources)]) + "\n"
-    if not out.is_file() or out.read_text(encoding="utf-8") != text:
-        out.write_text(text, encoding="utf-8")
-    return out
+    return write_if_changed(out, text)
 
 
 def mixed_triplets(human: Path, generated: Path, n: int) -> Path:
@@ -150,9 +155,7 @@ def mixed_triplets(human: Path, generated: Path, n: int) -> Path:
     random.Random(0).shuffle(rows)
     out = RUNS / "data" / f"mix_{human.stem}+{generated.stem}_{n}.tsv"
     text = "\n".join([lines[0], *rows]) + "\n"
-    if not out.is_file() or out.read_text(encoding="utf-8") != text:
-        out.write_text(text, encoding="utf-8")
-    return out
+    return write_if_changed(out, text)
 
 
 def data_rows(row: str) -> int:
